@@ -1,0 +1,136 @@
+"""What every image datamodule shares: batches with named fields, in-memory uint8 splits,
+a seeded train/val split, and epoch-seeded shuffling that survives a resume.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class ImageBatch(NamedTuple):
+    image: Tensor  # (N, C, H, W) float32 in [-1, 1]
+    label: Tensor  # (N,) int64 class index
+
+
+def to_signed_unit(images: Tensor) -> Tensor:
+    """uint8 in [0, 255] -> float32 in [-1, 1]: the framework's image range."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+class TensorImageDataset(Dataset):
+    """A split held in memory as uint8 (N, C, H, W) plus labels (N,).
+
+    `__getitems__` lets the DataLoader fetch a whole batch by indexing once, so there is no
+    per-image decode or collate; conversion to [-1, 1] happens per batch.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> ImageBatch:
+        return ImageBatch(to_signed_unit(self.images[index]), self.labels[index])
+
+    def __getitems__(self, indices: list[int]) -> ImageBatch:
+        index = torch.as_tensor(indices)
+        return ImageBatch(to_signed_unit(self.images[index]), self.labels[index])
+
+
+def keep_batch(batch: ImageBatch) -> ImageBatch:
+    """collate_fn for datasets whose `__getitems__` already returns a batch."""
+    return batch
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base for image data held in memory: subclasses say how to load the train and test splits.
+
+    Validation images are a seeded random subset of the train split (`val_size` of them).
+    Training order is shuffled with a permutation seeded by (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one; under DDP each rank gets its own shard.
+    """
+
+    def __init__(self, batch_size: int = 64, val_size: int = 0, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: TensorImageDataset | None = None
+        self.val_set: TensorImageDataset | None = None
+        self.test_set: TensorImageDataset | None = None
+
+    # -- what subclasses provide --------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images served; known before any file is read."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int | None:
+        return None
+
+    def load_train(self) -> tuple[Tensor, Tensor]:
+        """uint8 images (N, C, H, W) and int64 labels (N,) of the train split."""
+        raise NotImplementedError
+
+    def load_test(self) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    # -- shared mechanics ---------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and self.train_set is None:
+            images, labels = self.load_train()
+            if not 0 <= self.val_size < len(images):
+                raise ValueError(f"val_size must be in [0, {len(images)}) for {len(images)} train images, got {self.val_size}")
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+            val, train = order[: self.val_size], order[self.val_size :]
+            self.train_set = TensorImageDataset(images[train], labels[train])
+            self.val_set = TensorImageDataset(images[val], labels[val])
+        if stage in ("test", None) and self.test_set is None:
+            self.test_set = TensorImageDataset(*self.load_test())
+
+    def _loader(self, dataset: TensorImageDataset, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=keep_batch,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup('fit') first"
+        world_size = self.trainer.world_size if self.trainer else 1
+        rank = self.trainer.global_rank if self.trainer else 0
+        if len(self.train_set) < self.batch_size * world_size:
+            raise ValueError(
+                f"{type(self).__name__}: {len(self.train_set)} training images cannot fill one batch of "
+                f"{self.batch_size} on each of {world_size} process(es); lower data.batch_size"
+            )
+        # A DistributedSampler even on one process: Lightning calls its set_epoch, which seeds the
+        # shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place.
+        sampler = DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
+        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None, "call setup('fit') first"
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        assert self.test_set is not None, "call setup('test') first"
+        return self._loader(self.test_set)

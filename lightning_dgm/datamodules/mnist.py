@@ -1,0 +1,83 @@
+"""MNIST (LeCun et al. 1998) through torchvision's loader and on-disk IDX format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+from torchvision.datasets import MNIST
+
+from lightning_dgm.datamodules.base import ImageDataModule
+
+_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class MNISTDataModule(ImageDataModule):
+    """28x28 grayscale digits, 60,000 train (minus `val_size` for validation) and 10,000 test.
+
+    Files live in `<data_dir>/MNIST/raw/` (torchvision's layout). `prepare_data` downloads them
+    when they are missing and `download` is true; offline and missing is one clear error.
+    Each split is read once into a uint8 tensor.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        download: bool = True,
+        batch_size: int = 64,
+        val_size: int = 5000,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        self.data_dir = data_dir
+        self.download = download
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (1, 28, 28)
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    @property
+    def raw_dir(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() / "MNIST" / "raw"
+
+    def _missing(self) -> list[str]:
+        return [name for name in _FILES if not (self.raw_dir / name).is_file()]
+
+    def _missing_message(self, why: str) -> str:
+        return (
+            f"MNIST {why}: expected {', '.join(self._missing())} in {self.raw_dir}. "
+            f"Run once with network access (data.download: true) or copy the IDX files there."
+        )
+
+    def prepare_data(self) -> None:
+        if not self._missing():
+            return
+        if not self.download:
+            raise FileNotFoundError(self._missing_message("not found and data.download is false"))
+        try:
+            for train in (True, False):
+                MNIST(self.data_dir, train=train, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
+            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({error})")) from error
+
+    def _load(self, train: bool) -> tuple[Tensor, Tensor]:
+        if self._missing():
+            raise FileNotFoundError(self._missing_message("not found"))
+        try:
+            dataset = MNIST(self.data_dir, train=train, download=False)
+        except Exception as error:
+            raise RuntimeError(
+                f"could not read MNIST from {self.raw_dir} ({error}); delete the damaged files and download again"
+            ) from error
+        return dataset.data.unsqueeze(1), dataset.targets
+
+    def load_train(self) -> tuple[Tensor, Tensor]:
+        return self._load(train=True)
+
+    def load_test(self) -> tuple[Tensor, Tensor]:
+        return self._load(train=False)

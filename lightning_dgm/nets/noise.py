@@ -1,0 +1,48 @@
+"""Latent noise distributions p(z) for generators.
+
+Each draws a tensor of a given shape; a `torch.Generator` makes the draw reproducible. The draw
+happens on the generator's device (or `device`) and is returned on `device`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _draw_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device | str | None:
+    return generator.device if generator is not None else device
+
+
+class Noise:
+    """Base: p(z). `sample(shape)` draws z of that shape."""
+
+    def sample(
+        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        raise NotImplementedError
+
+
+class GaussianNoise(Noise):
+    """z ~ N(0, I): the common modern choice (DCGAN and after)."""
+
+    def sample(
+        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
+
+
+class UniformNoise(Noise):
+    """z ~ U(low, high)^d: the original GAN recipe uses U(-0.5, 0.5)."""
+
+    def __init__(self, low: float = -0.5, high: float = 0.5) -> None:
+        if not low < high:
+            raise ValueError(f"UniformNoise needs low < high, got low={low}, high={high}")
+        self.low = low
+        self.high = high
+
+    def sample(
+        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        u = torch.rand(shape, generator=generator, device=_draw_device(generator, device))
+        return (self.low + (self.high - self.low) * u).to(device)
