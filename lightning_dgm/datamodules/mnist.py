@@ -63,7 +63,8 @@ class MNISTDataModule(ImageDataModule):
             for train in (True, False):
                 MNIST(self.data_dir, train=train, download=True)
         except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({error})")) from error
+            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
+            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({lines[-1]})")) from error
 
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         if self._missing():
