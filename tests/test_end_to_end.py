@@ -1,0 +1,58 @@
+"""The CLI as a user runs it: a fresh process per command, DDP over gloo, W&B with no API key."""
+
+import os
+import subprocess
+
+import torch
+from torch.testing import assert_close
+
+from tests.helpers import PYTHON, REPO, subprocess_env
+
+DIGITS = str(REPO / "configs" / "gan_digits.yaml")
+
+
+def run(args, cwd, timeout=300, **env):
+    out = subprocess.run([PYTHON, "-m", "lightning_dgm", *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env=subprocess_env(**env))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_fit_on_digits_leaves_a_complete_run_folder(tmp_path):
+    run(["fit", "--config", DIGITS, "--trainer.max_epochs=20", "--trainer.limit_train_batches=5",
+         "--trainer.enable_progress_bar=false"], cwd=tmp_path)
+    folder = tmp_path / "runs" / "gan_digits" / "version_0"
+    assert (folder / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (folder / "samples").glob("*.png")) == ["epoch_009.png", "epoch_019.png"]
+    assert "class_path: lightning_dgm.models.GAN" in (folder / "config.yaml").read_text()
+    assert list((folder / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
+    out = run(["fit", "--config", DIGITS, "--trainer.accelerator=cpu", "--trainer.devices=2",
+               "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.max_epochs=2",
+               "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2",
+               "--trainer.enable_progress_bar=false", "--trainer.callbacks+=tests.helpers.DumpWeights"],
+              cwd=tmp_path, timeout=600)
+    folder = tmp_path / "runs" / "gan_digits" / "version_0"
+    assert sorted(p.name for p in (tmp_path / "runs" / "gan_digits").iterdir()) == ["version_0"], out.stderr[-2000:]
+    rank0, rank1 = (torch.load(folder / f"weights_rank{r}.pt") for r in (0, 1))
+    assert_close(rank0, rank1, rtol=0, atol=0)
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2 * (4 + 4)
+
+
+def test_wandb_without_api_key_falls_back_to_offline_and_says_so(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    home = tmp_path / "home"
+    home.mkdir()
+    out = subprocess.run(
+        [PYTHON, "-m", "lightning_dgm", "fit", "--config", DIGITS, "--trainer.max_epochs=1",
+         "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+        env={**{k: v for k, v in subprocess_env().items() if k in env or k == "PYTHONPATH"}, "HOME": str(home),
+             "NETRC": str(home / ".netrc")},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if "W&B: no API key found" in line]
+    assert len(lines) == 1 and "wandb sync" in lines[0]
+    assert list((tmp_path / "runs" / "gan_digits" / "version_0" / "wandb").glob("offline-run-*"))
