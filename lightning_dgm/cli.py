@@ -24,6 +24,7 @@ class RunConfig(SaveConfigCallback):
     """The resolved config in the run folder: `config.yaml` for fit, `<stage>_config.yaml` otherwise."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes TrainerFn, a str Enum
         if stage != "fit":
             self.config_filename = f"{stage}_config.yaml"
         super().setup(trainer, pl_module, stage)

@@ -98,6 +98,7 @@ def test_predict_writes_pngs_and_samples_pt(tmp_path):
             f"--trainer.default_root_dir={tmp_path}", "--sample_writer.num_samples=37",
             "--sample_writer.batch_size=10", "--trainer.enable_progress_bar=false")
     out = tmp_path / "version_0" / "predictions"  # default: inside the checkpoint's run folder
+    assert (tmp_path / "version_0" / "predict_config.yaml").is_file()  # fit's config.yaml is kept
     assert len(list(out.glob("*.png"))) == 37
     samples = torch.load(out / "samples.pt")
     assert set(samples) == {"images"}  # no labels: the GAN is unconditional
