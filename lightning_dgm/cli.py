@@ -120,6 +120,16 @@ class LightningDGMCLI(LightningCLI):
             )
         return trainer
 
+    def _finish_wandb(self) -> None:
+        """Close the W&B run so its files are complete when the command returns (Lightning leaves it open)."""
+        if any(type(logger).__name__ == "WandbLogger" for logger in self.trainer.loggers):
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+
+    after_fit = after_validate = after_test = after_predict = _finish_wandb
+
     def predict(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None, **kwargs: Any) -> None:
         writer: SampleWriter = self.config_init[self.subcommand]["sample_writer"]
         loader = writer.dataloader(num_classes=getattr(datamodule, "num_classes", None))
