@@ -94,6 +94,8 @@ class LightningDGMCLI(LightningCLI):
 
     def _link_data_facts(self, config: Namespace) -> None:
         """Links only where the chosen classes take the argument, so any system and network fits."""
+        if not isinstance(config.get("data"), Namespace) or not isinstance(config.get("model"), Namespace):
+            return
         parser = self._parser(self.subcommand)
         data_class, model = config.data.class_path, config.model
         for fact in DATA_FACTS:
@@ -101,7 +103,7 @@ class LightningDGMCLI(LightningCLI):
                 continue
             if _accepts(model.class_path, fact):
                 parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
-            for name, value in vars(model.init_args).items():
+            for name, value in vars(model.get("init_args") or Namespace()).items():
                 if isinstance(value, Namespace) and "class_path" in value and _accepts(value.class_path, fact):
                     parser.link_arguments(
                         f"data.{fact}", f"model.init_args.{name}.init_args.{fact}", apply_on="instantiate"
