@@ -56,7 +56,10 @@ def run_cli(*args: str):
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIGHTNING_DGM_", "LOCAL_RANK", "PL_"))}
+    # WANDB_SERVICE points at this pytest process's own wandb-core (started by in-process runs):
+    # a child must start its own, or its run files are written by ours, late.
+    dropped = ("LIGHTNING_DGM_", "LOCAL_RANK", "PL_", "WANDB_SERVICE", "WANDB__")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env
