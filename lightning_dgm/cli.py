@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_dgm.callbacks.sample_writer import SampleWriter
@@ -124,7 +125,7 @@ class LightningDGMCLI(LightningCLI):
 
     def _finish_wandb(self) -> None:
         """Close the W&B run so its files are complete when the command returns (Lightning leaves it open)."""
-        if any(type(logger).__name__ == "WandbLogger" for logger in self.trainer.loggers):
+        if any(isinstance(logger, WandbLogger) for logger in self.trainer.loggers):
             import wandb
 
             if wandb.run is not None:

@@ -52,7 +52,7 @@ def run_cli(*args: str):
     try:
         return LightningDGMCLI(args=list(args))
     finally:
-        wandb.finish()  # W&B keeps one run per process: close it before the next CLI run
+        wandb.finish()  # the CLI closes W&B after a command; this also closes it when one fails
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -1,6 +1,5 @@
 """The CLI as a user runs it: a fresh process per command, DDP over gloo, W&B with no API key."""
 
-import os
 import subprocess
 
 import torch
@@ -42,15 +41,15 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
 
 
 def test_wandb_without_api_key_falls_back_to_offline_and_says_so(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     home = tmp_path / "home"
     home.mkdir()
+    # No WANDB_* at all (no mode, no key) and an empty home (no netrc): what a new user has.
+    env = {k: v for k, v in subprocess_env(HOME=str(home), NETRC=str(home / ".netrc")).items()
+           if not k.startswith("WANDB_")}
     out = subprocess.run(
         [PYTHON, "-m", "lightning_dgm", "fit", "--config", DIGITS, "--trainer.max_epochs=1",
          "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-        env={**{k: v for k, v in subprocess_env().items() if k in env or k == "PYTHONPATH"}, "HOME": str(home),
-             "NETRC": str(home / ".netrc")},
+        cwd=tmp_path, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL, env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in (out.stdout + out.stderr).splitlines() if "W&B: no API key found" in line]
