@@ -19,7 +19,8 @@ def data_overrides(config, mnist_root) -> list[str]:
     """Point each config at data the test made (MNIST) or that ships with a package (digits)."""
     data_class = yaml.safe_load(config.read_text())["data"]["class_path"]
     if data_class.endswith("MNISTDataModule"):
-        return [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16"]
+        return [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16",
+                "--data.batch_size=16"]
     return []
 
 

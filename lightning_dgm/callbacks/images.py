@@ -22,10 +22,15 @@ def write_grid(trainer: L.Trainer, images: Tensor, *, key: str, path: Path, nrow
     grid = image_grid(images, nrow)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
+    log_image(trainer, grid, key=key, caption=caption)
+
+
+def log_image(trainer: L.Trainer, image: Tensor, *, key: str, caption: str) -> None:
+    """Send one (3, H, W) picture in [0, 1] to every logger of the trainer that takes images."""
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(key, grid, global_step=trainer.current_epoch)
+            logger.experiment.add_image(key, image, global_step=trainer.current_epoch)
         elif hasattr(logger, "log_image"):  # W&B, Neptune, Comet
             # No step: loggers count batches, and global_step counts optimizer steps.
-            pixels = grid.mul(255).round().byte().permute(1, 2, 0).numpy()
+            pixels = image.mul(255).round().byte().permute(1, 2, 0).numpy()
             logger.log_image(key=key, images=[pixels], caption=[caption])

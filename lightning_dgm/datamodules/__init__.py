@@ -3,5 +3,14 @@
 from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.digits import DigitsDataModule
 from lightning_dgm.datamodules.mnist import MNISTDataModule
+from lightning_dgm.datamodules.points import (
+    CSVPointDataModule,
+    GaussianGridDataModule,
+    GaussianRingDataModule,
+    PointDataModule,
+)
 
-__all__ = ["DigitsDataModule", "ImageBatch", "ImageDataModule", "MNISTDataModule", "TensorImageDataset"]
+__all__ = [
+    "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule", "ImageBatch",
+    "ImageDataModule", "MNISTDataModule", "PointDataModule", "TensorImageDataset",
+]
