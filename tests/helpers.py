@@ -74,3 +74,11 @@ class DumpWeights(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save(state, Path(trainer.default_root_dir) / f"weights_rank{trainer.global_rank}.pt")
+
+
+class DumpMetrics(L.Callback):
+    """Saves every rank's final `callback_metrics` to <run folder>/metrics_rank<R>.pt."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()}
+        torch.save(metrics, Path(trainer.default_root_dir) / f"metrics_rank{trainer.global_rank}.pt")

@@ -3,9 +3,11 @@
 `Multinomial` is an independent probability table per dimension (per pixel), fit by counting and
 sampled by the inverse CDF; `Gaussian` is one multivariate normal with full covariance. Both are
 fit by `fit` like every other system: one pass over the training data accumulates sufficient
-statistics (summed over DDP processes at the last batch), and the parameters follow from them.
-They have no optimizer, so `trainer.global_step` stays 0. `max_epochs: 1` is enough: each epoch
-recounts from zero.
+statistics, and at the last batch the parameters follow from them. They have no optimizer, so
+`trainer.global_step` stays 0. `max_epochs: 1` is enough: each epoch recounts from zero.
+
+They run on one process: DDP only wraps modules with trainable parameters, and a counting pass
+over MNIST takes seconds.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def inverse_cdf(cdf: Tensor, u: Tensor) -> Tensor:
 
 
 class _ClosedFormSystem(GenerativeSystem):
-    """Mechanics of a model fit by counting: reset at epoch start, accumulate per batch, sum over
-    processes and derive the parameters at the last batch of the epoch."""
+    """Mechanics of a model fit by counting: reset at epoch start, accumulate per batch, derive
+    the parameters at the last batch of the epoch (before validation runs)."""
 
     def __init__(self, image_shape: tuple[int, ...], value_range: tuple[float, float] | None) -> None:
         super().__init__()
@@ -48,20 +50,18 @@ class _ClosedFormSystem(GenerativeSystem):
             raise ValueError(f"{type(self).__name__} was built for data of shape {self.image_shape}, got {tuple(x.shape[1:])}")
         return x.reshape(len(x), self.dim).double()
 
+    def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(f"{type(self).__name__} is fit by counting on one process; run it with trainer.devices=1")
+
     def on_train_epoch_start(self) -> None:
         self.reset_statistics()
 
     def training_step(self, batch: ImageBatch, batch_idx: int) -> None:
         self.accumulate(self._flat(batch))
         if self.trainer.is_last_batch:
-            self.finish_fit()
-
-    def finish_fit(self) -> None:
-        """Sum the statistics over processes and derive the parameters (all ranks call this together)."""
-        for name, value in self.statistics().items():
-            setattr(self, name, self.trainer.strategy.reduce(value, reduce_op="sum"))
-        self.derive()
-        self.log("train/num_fitted", self.num_fitted.double(), rank_zero_only=True)
+            self.derive()
+            self.log("train/num_fitted", self.num_fitted.double())
 
     def _check_fitted(self, labels: Tensor | None = None) -> None:
         if labels is not None:
@@ -93,9 +93,6 @@ class _ClosedFormSystem(GenerativeSystem):
         raise NotImplementedError
 
     def accumulate(self, x: Tensor) -> None:
-        raise NotImplementedError
-
-    def statistics(self) -> dict[str, Tensor]:
         raise NotImplementedError
 
     def derive(self) -> None:
@@ -143,9 +140,6 @@ class Multinomial(_ClosedFormSystem):
     def accumulate(self, x: Tensor) -> None:
         self.counts.scatter_add_(1, self.quantize(x).T, torch.ones_like(x).T)
         self.num_fitted += len(x)
-
-    def statistics(self) -> dict[str, Tensor]:
-        return {"counts": self.counts, "num_fitted": self.num_fitted}
 
     @property
     def probs(self) -> Tensor:
@@ -202,9 +196,6 @@ class Gaussian(_ClosedFormSystem):
         self.sum += x.sum(dim=0)
         self.sum_outer += x.T @ x
         self.num_fitted += len(x)
-
-    def statistics(self) -> dict[str, Tensor]:
-        return {"sum": self.sum, "sum_outer": self.sum_outer, "num_fitted": self.num_fitted}
 
     def derive(self) -> None:
         n = self.num_fitted.double()
