@@ -174,6 +174,13 @@ def test_toy_config_logs_mode_coverage_and_draws_pictures(tmp_path):
     test = run_cli("test", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}",
                    f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}", "--trainer.enable_progress_bar=false")
     assert "test/modes_covered" in test.trainer.callback_metrics
+    run_cli("predict", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}",
+            f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}", "--sample_writer.num_samples=300",
+            "--trainer.enable_progress_bar=false")
+    predictions = tmp_path / "version_0" / "predictions"
+    points = torch.load(predictions / "samples.pt")["images"]
+    assert points.shape == (300, 2) and not list(predictions.glob("*.png"))
+    assert_close(points[:250], cli.model.sample(250, generator=torch.Generator().manual_seed(0)))  # batch 1: seed 0
 
 
 def test_mode_coverage_on_data_without_modes_is_a_clear_error(tmp_path):

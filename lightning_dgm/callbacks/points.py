@@ -46,6 +46,8 @@ class ModeCoverageMonitor(L.Callback):
         self.metric: ModeCoverage | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "predict":  # nothing is scored while predicting
+            return
         modes, std = _datamodule_modes(trainer, type(self).__name__)
         self.metric = ModeCoverage(modes, std, self.num_std, self.min_count)
 

@@ -33,7 +33,8 @@ class SampleWriter(BasePredictionWriter):
     """Writes `<output_dir>/00000.png ...` and `<output_dir>/samples.pt`.
 
     `samples.pt` holds {"images": float32 (N, C, H, W) in [-1, 1], "labels": int64 (N,)}, with
-    "labels" only for conditional systems, ordered by sample number. Under DDP each rank makes
+    "labels" only for conditional systems, ordered by sample number. For data that are not
+    images, such as 2-D points, "images" holds the samples as drawn, (N, 2), and no PNGs are written. Under DDP each rank makes
     its share and rank zero merges them.
 
     Args:
@@ -77,11 +78,13 @@ class SampleWriter(BasePredictionWriter):
         self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Samples, batch_indices: Any,
         batch: Any, batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
-        images = prediction.image.detach().float().clamp(-1, 1).cpu()
+        images = prediction.image.detach().float().cpu()
+        is_image = images.dim() == 4  # 2-D points and other vectors are neither clamped nor drawn
+        images = images.clamp(-1, 1) if is_image else images
         labels = None if prediction.label is None else prediction.label.cpu()
         index = prediction.index.cpu()
         self._parts.append(Samples(index, images, labels))
-        if self.write_png:
+        if self.write_png and is_image:
             for i, image in zip(index.tolist(), images):
                 save_image(image, self.directory(trainer) / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
 
