@@ -61,10 +61,11 @@ def run_one(config: str, extra: list[str], seed: int, root: Path, max_epochs: in
     if max_epochs is not None and config.endswith("gan.yaml"):  # baselines fit in one pass
         args.append(f"--trainer.max_epochs={max_epochs}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    out = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(args, check=False, capture_output=True, text=True, env=env, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"{config} seed {seed} failed:\n{out.stderr[-2000:]}")
-    rows = [row for row in csv.DictReader(open(next(folder.glob("version_*/metrics.csv")))) if row.get(METRICS[0])]
+    with open(next(folder.glob("version_*/metrics.csv"))) as file:
+        rows = [row for row in csv.DictReader(file) if row.get(METRICS[0])]
     result = {key: float(rows[-1][key]) for key in METRICS}
     done.write_text(json.dumps(result))
     return result

@@ -1,14 +1,17 @@
-"""Test-side helpers: IDX fixtures, in-process CLI runs, a callback that dumps each rank's weights."""
+"""Test-side helpers: data fixtures in the real on-disk formats, in-process CLI runs, callbacks that dump state."""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import struct
 import sys
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import scipy.io
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +43,92 @@ def write_mnist(root: Path, n_train: int = 96, n_test: int = 32, seed: int = 0) 
     write_idx_labels(raw / "train-labels-idx1-ubyte", arrays["train_labels"])
     write_idx_images(raw / "t10k-images-idx3-ubyte", arrays["test_images"])
     write_idx_labels(raw / "t10k-labels-idx1-ubyte", arrays["test_labels"])
+    return arrays
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (BINSTRING opcodes), as in the official CIFAR-10 batches: such
+    strings load as bytes under `encoding="bytes"` and as str under `encoding="latin1"` (what
+    torchvision uses), so the fixture reads the same way the real files do. Python 3's own pickler
+    writes bytes objects that load as bytes under every encoding.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_python2_str(self, obj: bytes) -> None:
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + struct.pack("<B", len(obj)) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_python2_str
+
+
+def _python2_pickle(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_cifar10(root: Path, n_train: int = 100, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+    """Tiny CIFAR-10 in torchvision's layout (<root>/cifar-10-batches-py): five train batches, a
+    test batch and batches.meta, Python 2 pickles of dicts with the real files' keys (b"data" as
+    (N, 3072) uint8 rows, b"labels" as a list of ints, ...). Returns images (N, 3, 32, 32) uint8 and labels.
+    """
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train).astype(np.int64),
+        "test_images": rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test).astype(np.int64),
+    }
+
+    def dump(name: str, images: np.ndarray, labels: np.ndarray, batch_label: str) -> None:
+        entry = {
+            b"batch_label": batch_label.encode(),
+            b"labels": labels.tolist(),  # a list of ints, as in the real files
+            b"data": images.reshape(len(images), 3 * 32 * 32),  # rows: 1024 R, 1024 G, 1024 B
+            b"filenames": [f"fixture_{i}.png".encode() for i in range(len(images))],
+        }
+        (folder / name).write_bytes(_python2_pickle(entry))
+
+    parts = np.array_split(np.arange(n_train), 5)
+    for i, part in enumerate(parts, start=1):
+        dump(f"data_batch_{i}", arrays["train_images"][part], arrays["train_labels"][part], f"training batch {i} of 5")
+    dump("test_batch", arrays["test_images"], arrays["test_labels"], "testing batch 1 of 1")
+    meta = {
+        b"num_cases_per_batch": len(parts[0]),
+        b"label_names": [name.encode() for name in CIFAR10_CLASSES],
+        b"num_vis": 3 * 32 * 32,
+    }
+    (folder / "batches.meta").write_bytes(_python2_pickle(meta))
+    return arrays
+
+
+def write_svhn(
+    root: Path, n_train: int = 96, n_test: int = 32, n_extra: int = 0, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Tiny SVHN in torchvision's layout (<root>/{train,test,extra}_32x32.mat, MATLAB 5 files with
+    X (32, 32, 3, N) uint8 and y (N, 1) uint8 in 1..10, 10 meaning the digit 0); extra only when
+    n_extra > 0. Returns images (N, 3, 32, 32) uint8 and labels as written (1..10) per split.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test), ("extra", n_extra)):
+        if split == "extra" and n == 0:
+            continue
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        labels = rng.integers(1, 11, n).astype(np.uint8)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+        mat = {"X": images.transpose(2, 3, 1, 0), "y": labels[:, None]}  # (N, C, H, W) -> (H, W, C, N)
+        scipy.io.savemat(root / f"{split}_32x32.mat", mat)
     return arrays
 
 

@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from lightning_dgm.losses import NonSaturating
 from lightning_dgm.nets import UniformNoise
-from tests.helpers import CONFIGS, PYTHON, REPO, run_cli, subprocess_env
+from tests.helpers import CONFIGS, PYTHON, REPO, run_cli, subprocess_env, write_cifar10, write_svhn
 
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -21,6 +21,10 @@ def data_overrides(config, mnist_root) -> list[str]:
     if data_class.endswith("MNISTDataModule"):
         return [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16",
                 "--data.batch_size=16"]
+    if data_class.endswith(("CIFAR10DataModule", "SVHNDataModule")):
+        root = mnist_root.parent / "image-data"
+        (write_cifar10 if "CIFAR" in data_class else write_svhn)(root)
+        return [f"--data.data_dir={root}", "--data.download=false", "--data.val_size=16", "--data.batch_size=16"]
     return []
 
 

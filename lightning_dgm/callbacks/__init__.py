@@ -1,11 +1,18 @@
 """Callbacks: everything a run writes besides checkpoints (sample grids, predictions, ...)."""
 
 from lightning_dgm.callbacks.images import image_grid, log_image, write_grid
+from lightning_dgm.callbacks.latents import (
+    LatentClassifier,
+    LatentInterpolation,
+    LatentManifold,
+    Reconstructions,
+    manifold_latents,
+)
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_writer import SampleRequests, SampleWriter
 
 __all__ = [
-    "ModeCoverageMonitor", "PointsPlot", "SampleGrid", "SampleRequests", "SampleWriter", "image_grid", "log_image",
-    "write_grid",
+    "LatentClassifier", "LatentInterpolation", "LatentManifold", "ModeCoverageMonitor", "PointsPlot", "Reconstructions",
+    "SampleGrid", "SampleRequests", "SampleWriter", "image_grid", "log_image", "manifold_latents", "write_grid",
 ]

@@ -1,6 +1,7 @@
 """LightningDataModules. Each owns its data facts: `image_shape` and `num_classes`."""
 
 from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
+from lightning_dgm.datamodules.cifar import CIFAR10DataModule
 from lightning_dgm.datamodules.digits import DigitsDataModule
 from lightning_dgm.datamodules.mnist import MNISTDataModule
 from lightning_dgm.datamodules.points import (
@@ -9,8 +10,9 @@ from lightning_dgm.datamodules.points import (
     GaussianRingDataModule,
     PointDataModule,
 )
+from lightning_dgm.datamodules.svhn import SVHNDataModule
 
 __all__ = [
-    "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule", "ImageBatch",
-    "ImageDataModule", "MNISTDataModule", "PointDataModule", "TensorImageDataset",
+    "CIFAR10DataModule", "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule",
+    "ImageBatch", "ImageDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule", "TensorImageDataset",
 ]

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class DynamicallyBinarized(TensorImageDataset):
+    """Each time an image is served, every pixel is drawn anew: on (255) with probability
+    intensity / 255, else off (0). Draws use torch's global RNG, which `seed_everything` seeds
+    (and DataLoader workers re-seed per worker).
+    """
+
+    def __getitems__(self, indices: list[int]) -> ImageBatch:
+        batch = super().__getitems__(indices)
+        on = torch.rand_like(batch.image) < (batch.image + 1) / 2
+        return ImageBatch(on.float() * 2 - 1, batch.label)
+
+    def __getitem__(self, index: int) -> ImageBatch:
+        batch = self.__getitems__([index])
+        return ImageBatch(batch.image[0], batch.label[0])
+
+
+def binarize(images: Tensor, seed: int) -> Tensor:
+    """One fixed stochastic binarization (uint8 0 or 255) of uint8 images, seeded."""
+    probability = images.float() / 255
+    on = torch.rand(probability.shape, generator=torch.Generator().manual_seed(seed)) < probability
+    return on.to(torch.uint8) * 255
 
 
 class MNISTDataModule(ImageDataModule):
@@ -18,6 +42,11 @@ class MNISTDataModule(ImageDataModule):
     Files live in `<data_dir>/MNIST/raw/` (torchvision's layout). `prepare_data` downloads them
     when they are missing and `download` is true; offline and missing is one clear error.
     Each split is read once into a uint8 tensor.
+
+    `binarize=True` serves binary images (pixels -1 or 1), as likelihood papers use MNIST (Kingma
+    & Welling 2014; Burda et al. 2016): training images are binarized dynamically (new pixels
+    every time an image is served, so the model never fits one fixed draw); validation and test
+    images once, with a fixed seed, so evaluations compare.
     """
 
     def __init__(
@@ -28,10 +57,12 @@ class MNISTDataModule(ImageDataModule):
         val_size: int = 5000,
         num_workers: int = 0,
         seed: int = 0,
+        binarize: bool = False,
     ) -> None:
         super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
         self.data_dir = data_dir
         self.download = download
+        self.binarize = binarize
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -76,6 +107,18 @@ class MNISTDataModule(ImageDataModule):
                 f"could not read MNIST from {self.raw_dir} ({error}); delete the damaged files and download again"
             ) from error
         return dataset.data.unsqueeze(1), dataset.targets
+
+    def setup(self, stage: str | None = None) -> None:
+        fresh = self.train_set is None, self.test_set is None
+        super().setup(stage)
+        if not self.binarize:
+            return
+        if fresh[0] and self.train_set is not None:
+            self.train_set = DynamicallyBinarized(self.train_set.images, self.train_set.labels)
+            self.val_set = TensorImageDataset(binarize(self.val_set.images, self.seed + 1), self.val_set.labels)
+        if fresh[1] and self.test_set is not None:
+            # Independent of `seed`, so test numbers compare across runs.
+            self.test_set = TensorImageDataset(binarize(self.test_set.images, 2024), self.test_set.labels)
 
     def load_train(self) -> tuple[Tensor, Tensor]:
         return self._load(train=True)

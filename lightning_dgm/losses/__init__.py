@@ -9,17 +9,29 @@ from lightning_dgm.losses.adversarial import (
     Wasserstein,
     realness,
 )
+from lightning_dgm.losses.likelihoods import (
+    BernoulliLikelihood,
+    DiagonalGaussian,
+    GaussianLikelihood,
+    Likelihood,
+    standard_normal_log_prob,
+)
 from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty
 
 __all__ = [
     "AdversarialLoss",
+    "BernoulliLikelihood",
+    "DiagonalGaussian",
+    "GaussianLikelihood",
     "GradientPenalty",
     "Hinge",
     "LeastSquares",
+    "Likelihood",
     "Minimax",
     "NonSaturating",
     "Penalty",
     "R1Penalty",
     "Wasserstein",
     "realness",
+    "standard_normal_log_prob",
 ]

@@ -1,7 +1,18 @@
 """Systems (LightningModules): injected networks + losses + optimizers, one algorithm each."""
 
+from lightning_dgm.models.autoencoder import (
+    AutoEncoder,
+    Corruption,
+    DenoisingAutoEncoder,
+    GaussianCorruption,
+    MaskingCorruption,
+)
 from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem, SampleRequest, Samples
 from lightning_dgm.models.baselines import Gaussian, Multinomial
 from lightning_dgm.models.gan import GAN
+from lightning_dgm.models.vae import VAE
 
-__all__ = ["GAN", "Gaussian", "Multinomial", "AdversarialSystem", "GenerativeSystem", "SampleRequest", "Samples"]
+__all__ = [
+    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Corruption", "DenoisingAutoEncoder", "Gaussian",
+    "GaussianCorruption", "GenerativeSystem", "MaskingCorruption", "Multinomial", "SampleRequest", "Samples",
+]

@@ -1,0 +1,256 @@
+"""Callbacks for systems with a latent code (AutoEncoder, VAE): reconstructions, interpolations,
+the decoded 2-D manifold with a scatter of the codes, and a linear probe of the codes.
+
+They rely on one contract only: `latent_dim: int`, `encode(x) -> (N, latent_dim)` (deterministic,
+the posterior mean for a VAE) and `decode(z) -> (N, C, H, W)` in [-1, 1]. Images come from the
+datamodule's `val_set` during fit and its `test_set` at test end.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+from torch.distributions import Normal
+
+from lightning_dgm.callbacks.images import log_image, write_grid
+
+_ENCODE_BATCH = 256  # inference only (no activations kept), so larger than a training batch is fine
+
+
+def manifold_latents(grid_size: int) -> Tensor:
+    """(grid_size**2, 2) codes of the decoded-manifold picture, row-major over a grid_size x grid_size grid.
+
+    Kingma & Welling (2014, fig. 4) map evenly spaced points of the unit square through the Gaussian
+    inverse CDF. We take the midpoints u_i = (i + 0.5) / grid_size: each tile is then the median of a
+    cell holding 1/grid_size of the prior's mass per axis, and u never reaches 0 or 1 (z = +-inf).
+    z1 grows along columns (left to right), z2 along rows from bottom to top, as on a plot's axes.
+    """
+    if grid_size < 1:
+        raise ValueError(f"grid_size must be at least 1, got {grid_size}")
+    z = Normal(0.0, 1.0).icdf((torch.arange(grid_size, dtype=torch.float32) + 0.5) / grid_size)
+    z2, z1 = torch.meshgrid(z.flip(0), z, indexing="ij")  # row 0 is the top, so it holds the largest z2
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+
+
+@contextmanager
+def _evaluating(pl_module: L.LightningModule):
+    """Eval mode (BatchNorm running stats, no dropout) and no autograd, then the previous mode back."""
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        pl_module.train(was_training)
+
+
+def _require_autoencoder(pl_module: L.LightningModule, who: str) -> None:
+    if not all(hasattr(pl_module, name) for name in ("latent_dim", "encode", "decode")):
+        raise TypeError(f"{who} needs a system with latent_dim, encode() and decode() (AutoEncoder, VAE); "
+                        f"{type(pl_module).__name__} has not; remove the callback")
+
+
+def _split(trainer: L.Trainer, name: str, who: str, min_size: int = 1):
+    """The datamodule's `train_set`, `val_set` or `test_set`; an error that says what to set if it is unusable."""
+    dataset = getattr(trainer.datamodule, f"{name}_set", None)
+    if dataset is None or len(dataset) < min_size:
+        size = "none" if dataset is None else len(dataset)
+        raise ValueError(f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {size} "
+                         f"(use an image datamodule; for validation images set data.val_size)")
+    return dataset
+
+
+def _first(dataset, count: int, device: torch.device) -> Tensor:
+    # Fewer images than asked for when the split is smaller: a picture of what exists beats an error.
+    return dataset.__getitems__(list(range(min(count, len(dataset))))).image.to(device)
+
+
+def _encode_split(pl_module: L.LightningModule, dataset, count: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Codes (N, latent_dim), flattened pixels (N, C*H*W) in [-1, 1] and labels (N,) of the first `count`
+    images, on the CPU; call inside `_evaluating`."""
+    codes, pixels, labels = [], [], []
+    for start in range(0, min(count, len(dataset)), _ENCODE_BATCH):
+        batch = dataset.__getitems__(list(range(start, min(start + _ENCODE_BATCH, count, len(dataset)))))
+        codes.append(pl_module.encode(batch.image.to(pl_module.device)).float().cpu())
+        pixels.append(batch.image.flatten(1))
+        labels.append(batch.label)
+    return torch.cat(codes), torch.cat(pixels), torch.cat(labels)
+
+
+def _png_path(trainer: L.Trainer, folder: str, stage: str) -> tuple[Path, str]:
+    name = "test" if stage == "test" else f"epoch_{trainer.current_epoch:03d}"
+    return Path(trainer.default_root_dir) / folder / f"{name}.png", name.replace("_", " ")
+
+
+class _Pictures(L.Callback):
+    """Mechanics only: when to draw (every N-th training epoch and at test end, rank zero, never in
+    the sanity check) and on which split; subclasses say what to draw."""
+
+    def __init__(self, every_n_epochs: int) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        _require_autoencoder(pl_module, type(self).__name__)
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+        raise NotImplementedError
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        with _evaluating(pl_module):
+            self.draw(trainer, pl_module, "val", "fit")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            with _evaluating(pl_module):
+                self.draw(trainer, pl_module, "test", "test")
+
+
+class Reconstructions(_Pictures):
+    """`<run>/reconstructions/epoch_XXX.png` (and `test.png`), logged as `reconstructions`: the first
+    `num_images` images of the split (top row) over decode(encode(x)) (bottom row)."""
+
+    def __init__(self, num_images: int = 8, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs)
+        if num_images < 1:
+            raise ValueError(f"num_images must be at least 1, got {num_images}")
+        self.num_images = num_images
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+        x = _first(_split(trainer, split, type(self).__name__), self.num_images, pl_module.device)
+        images = torch.cat([x, pl_module.decode(pl_module.encode(x))])
+        path, caption = _png_path(trainer, "reconstructions", stage)
+        write_grid(trainer, images, key="reconstructions", path=path, nrow=len(x), caption=caption)
+
+
+class LatentInterpolation(_Pictures):
+    """`<run>/interpolations/epoch_XXX.png` (and `test.png`), logged as `interpolations`: one row per
+    pair of images, decode((1 - t) z_a + t z_b) for `steps` values of t from 0 to 1, so the end tiles
+    are the pair's reconstructions. The pairs are fixed by `seed`, so rows change only with the model.
+    """
+
+    def __init__(self, num_pairs: int = 4, steps: int = 10, every_n_epochs: int = 1, seed: int = 0) -> None:
+        super().__init__(every_n_epochs)
+        if num_pairs < 1 or steps < 2:
+            raise ValueError(f"need num_pairs >= 1 and steps >= 2 (both ends), got {num_pairs} and {steps}")
+        self.num_pairs, self.steps, self.seed = num_pairs, steps, seed
+
+    def pairs(self, num_images: int) -> tuple[Tensor, Tensor]:
+        """Indices (a, b), each (num_pairs,), of the pairs drawn from a split of `num_images` images."""
+        order = torch.randperm(num_images, generator=torch.Generator().manual_seed(self.seed))
+        return order[: self.num_pairs], order[self.num_pairs : 2 * self.num_pairs]
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+        dataset = _split(trainer, split, type(self).__name__, min_size=2 * self.num_pairs)
+        a, b = self.pairs(len(dataset))
+        x = dataset.__getitems__(torch.cat([a, b]).tolist()).image.to(pl_module.device)
+        z_a, z_b = pl_module.encode(x).chunk(2)
+        t = torch.linspace(0, 1, self.steps, device=z_a.device).view(1, -1, 1)
+        # (1 - t) z_a + t z_b rather than lerp: it gives exactly z_a at t = 0 and z_b at t = 1.
+        z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # (num_pairs, steps, latent_dim)
+        images = pl_module.decode(z.reshape(-1, z.shape[-1]))
+        path, caption = _png_path(trainer, "interpolations", stage)
+        write_grid(trainer, images, key="interpolations", path=path, nrow=self.steps, caption=caption)
+
+
+class LatentManifold(_Pictures):
+    """For a 2-D latent only. `<run>/manifold/epoch_XXX.png`, logged as `manifold`: decoded codes
+    on the grid of `manifold_latents(grid_size)`. `<run>/latent_codes/epoch_XXX.png`, logged as
+    `latent_codes`: the codes of up to `num_points` images of the split, coloured by class.
+    Both are also drawn at test end (`test.png`, codes of test images).
+    """
+
+    def __init__(self, grid_size: int = 20, num_points: int = 5000, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs)
+        if grid_size < 1 or num_points < 1:
+            raise ValueError(f"need grid_size >= 1 and num_points >= 1, got {grid_size} and {num_points}")
+        self.grid_size, self.num_points = grid_size, num_points
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if pl_module.latent_dim != 2:
+            raise ValueError(f"LatentManifold draws a 2-D latent space, but latent_dim is {pl_module.latent_dim}; "
+                             f"remove the callback or use latent_dim: 2")
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+        images = pl_module.decode(manifold_latents(self.grid_size).to(pl_module.device))
+        path, caption = _png_path(trainer, "manifold", stage)
+        write_grid(trainer, images, key="manifold", path=path, nrow=self.grid_size, caption=caption)
+
+        codes, _, labels = _encode_split(pl_module, _split(trainer, split, type(self).__name__), self.num_points)
+        codes, labels = codes.numpy(), labels.numpy()
+        figure = Figure(figsize=(6, 5.4), dpi=100)
+        FigureCanvasAgg(figure)  # Agg draws without a display and ignores the pyplot backend
+        axes = figure.subplots()
+        classes = np.unique(labels)
+        if len(classes) <= 10:  # one legend entry per class while tab10 can tell them apart
+            for k in classes:
+                axes.scatter(*codes[labels == k].T, s=4, alpha=0.6, color=f"C{k % 10}", label=str(k))
+            axes.legend(title="class", loc="upper right", markerscale=3, fontsize="small")
+        else:
+            points = axes.scatter(*codes.T, s=4, alpha=0.6, c=labels, cmap="viridis")
+            figure.colorbar(points, ax=axes, label="class")
+        axes.set(xlabel="z1", ylabel="z2", title=f"{split} codes, {caption}")
+        path, caption = _png_path(trainer, "latent_codes", stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+        figure.canvas.draw()
+        pixels = torch.from_numpy(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
+        log_image(trainer, pixels.permute(2, 0, 1).float() / 255, key="latent_codes", caption=caption)
+
+
+class LatentClassifier(L.Callback):
+    """Logs `test/latent_accuracy` and `test/pixel_accuracy` at test end: the test accuracy of
+    multinomial logistic regression fitted on the codes of up to `max_train` training images, and of
+    the same classifier on their raw pixels (flattened, in [-1, 1]) as the reference a useful code
+    should approach with far fewer dimensions. Both inputs are standardized first, so the score does
+    not depend on the scale of the code (a VAE's and an AE's differ by orders of magnitude).
+
+    Every rank fits the same classifier on the same images (the first `max_train` of the seeded
+    train split, all test images), and lbfgs is deterministic, so every rank logs the same value.
+
+    Args:
+        max_train: training images the classifier is fitted on.
+        max_iter: iterations of the lbfgs solver.
+    """
+
+    def __init__(self, max_train: int = 10000, max_iter: int = 1000) -> None:
+        if max_train < 1 or max_iter < 1:
+            raise ValueError(f"need max_train >= 1 and max_iter >= 1, got {max_train} and {max_iter}")
+        self.max_train, self.max_iter = max_train, max_iter
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        _require_autoencoder(pl_module, type(self).__name__)
+
+    def accuracy(self, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> float:
+        """Test accuracy of standardized logistic regression fitted on (features, labels) of `train`."""
+        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=self.max_iter))
+        classifier.fit(train[0].double().numpy(), train[1].numpy())
+        return float(classifier.score(test[0].double().numpy(), test[1].numpy()))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if datamodule is not None and getattr(datamodule, "train_set", None) is None:
+            datamodule.setup("fit")  # a test-only run has not loaded the training images
+        who = type(self).__name__
+        train_set, test_set = _split(trainer, "train", who), _split(trainer, "test", who)
+        with _evaluating(pl_module):
+            train_codes, train_pixels, train_labels = _encode_split(pl_module, train_set, self.max_train)
+            test_codes, test_pixels, test_labels = _encode_split(pl_module, test_set, len(test_set))
+        latent = self.accuracy((train_codes, train_labels), (test_codes, test_labels))
+        pixel = self.accuracy((train_pixels, train_labels), (test_pixels, test_labels))
+        pl_module.log("test/latent_accuracy", latent)
+        pl_module.log("test/pixel_accuracy", pixel)

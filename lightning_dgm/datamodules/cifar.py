@@ -1,0 +1,115 @@
+"""CIFAR-10 (Krizhevsky 2009) in torchvision's on-disk format: the pickled python batches."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.datasets import CIFAR10
+
+from lightning_dgm.datamodules.base import ImageDataModule
+
+_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_TEST_FILES = ("test_batch",)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """32x32 colour images of 10 classes, 50,000 train (minus `val_size` for validation) and 10,000 test.
+
+    Files live in `<data_dir>/cifar-10-batches-py/` (torchvision's layout): `data_batch_1` ..
+    `data_batch_5` and `test_batch`, each a pickled dict with b"data" (N, 3072) uint8, channel-major
+    (R plane, G plane, B plane), and b"labels" (N,). `prepare_data` downloads them when they are
+    missing and `download` is true; offline and missing is one clear error. The batches are read
+    here rather than by torchvision, whose loader rejects any file whose md5 is not the official
+    one, so genuine-format files of any size load. Each split is read once into a uint8 tensor.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        download: bool = True,
+        batch_size: int = 64,
+        val_size: int = 5000,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        self.data_dir = data_dir
+        self.download = download
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, 32, 32)
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    @property
+    def batch_dir(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve() / "cifar-10-batches-py"
+
+    def _missing(self) -> list[str]:
+        return [name for name in _TRAIN_FILES + _TEST_FILES if not (self.batch_dir / name).is_file()]
+
+    def _missing_message(self, why: str) -> str:
+        return (
+            f"CIFAR-10 {why}: expected {', '.join(self._missing())} in {self.batch_dir}. "
+            f"Run once with network access (data.download: true) or copy the pickled python batches there."
+        )
+
+    def prepare_data(self) -> None:
+        if not self._missing():
+            return
+        if not self.download:
+            raise FileNotFoundError(self._missing_message("not found and data.download is false"))
+        try:
+            # One archive holds both splits; the test split is the cheaper one to load afterwards.
+            CIFAR10(self.data_dir, train=False, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
+            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
+            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({lines[-1]})")) from error
+
+    def _read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = self.batch_dir / name
+        try:
+            with open(path, "rb") as file:
+                entry = pickle.load(file, encoding="bytes")
+            # The official batches are Python 2 pickles, whose keys load as bytes; one re-pickled
+            # by Python 3 has str keys. Both are the same format.
+            entry = {key.decode() if isinstance(key, bytes) else key: value for key, value in entry.items()}
+            data = np.asarray(entry["data"])
+            labels = np.asarray(entry["labels"], dtype=np.int64)
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+                raise ValueError(f"'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
+            if labels.shape != (len(data),):
+                raise ValueError(f"{len(data)} images but 'labels' has shape {labels.shape}")
+            if len(labels) and not (labels.min() >= 0 and labels.max() < 10):
+                raise ValueError(f"labels outside [0, 10): {labels.min()}..{labels.max()}")
+        except Exception as error:
+            raise RuntimeError(
+                f"could not read CIFAR-10 batch {path} ({_one_line(error)}); "
+                f"delete the damaged file and download again"
+            ) from error
+        return data, labels
+
+    def _load(self, names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+        if self._missing():
+            raise FileNotFoundError(self._missing_message("not found"))
+        batches = [self._read_batch(name) for name in names]
+        images = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
+        labels = np.concatenate([labels for _, labels in batches])
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    def load_train(self) -> tuple[Tensor, Tensor]:
+        return self._load(_TRAIN_FILES)
+
+    def load_test(self) -> tuple[Tensor, Tensor]:
+        return self._load(_TEST_FILES)

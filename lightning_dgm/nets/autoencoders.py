@@ -1,0 +1,155 @@
+"""Encoders and decoders for autoencoders and VAEs: fully connected and convolutional.
+
+Plain nn.Modules, nothing about training. An encoder maps images (N, C, H, W) in [-1, 1] to
+codes (N, latent_dim), or, with `gaussian_posterior=True`, to (N, 2 * latent_dim): the mean and
+log-variance of a diagonal Gaussian q(z | x), in that order. A decoder maps codes
+(N, latent_dim) to unbounded (N, C, H, W) outputs; what they mean (Bernoulli logits, Gaussian
+means) is the likelihood's business, not the network's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+def _check_images(name: str, x: Tensor, image_shape: tuple[int, ...]) -> None:
+    if tuple(x.shape[1:]) != image_shape:
+        raise ValueError(f"{name} was built for images of shape {image_shape}, got {tuple(x.shape[1:])}")
+
+
+def _check_codes(name: str, z: Tensor, latent_dim: int) -> None:
+    if z.dim() != 2 or z.shape[1] != latent_dim:
+        raise ValueError(f"{name} expects codes of shape (N, {latent_dim}), got {tuple(z.shape)}")
+
+
+def _mlp(in_features: int, hidden_dims: Sequence[int], out_features: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        in_features = width
+    return [*layers, nn.Linear(in_features, out_features)]
+
+
+class MLPEncoder(nn.Module):
+    """Images (N, *image_shape) -> (N, latent_dim), or (N, 2 * latent_dim) for a Gaussian posterior.
+
+    The IWAE paper's one-stochastic-layer VAE is hidden_dims (200, 200), latent_dim 50.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        hidden_dims: Sequence[int] = (200, 200),
+        latent_dim: int = 20,
+        gaussian_posterior: bool = False,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.gaussian_posterior = gaussian_posterior
+        out_features = latent_dim * (2 if gaussian_posterior else 1)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp(math.prod(self.image_shape), hidden_dims, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_images("MLPEncoder", x, self.image_shape)
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """Codes (N, latent_dim) -> unbounded outputs (N, *image_shape)."""
+
+    def __init__(
+        self,
+        latent_dim: int = 20,
+        hidden_dims: Sequence[int] = (200, 200),
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.net = nn.Sequential(*_mlp(latent_dim, hidden_dims, math.prod(self.image_shape)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        _check_codes("MLPDecoder", z, self.latent_dim)
+        return self.net(z).view(len(z), *self.image_shape)
+
+
+def _bottom_size(name: str, image_shape: tuple[int, ...], depth: int) -> int:
+    # Each stride-2 layer (kernel 4, padding 1) halves the side exactly, so it must divide.
+    side = image_shape[-1]
+    if image_shape[-2] != side or side % 2**depth:
+        raise ValueError(
+            f"{name} with {depth} stride-2 layers needs square images with a side divisible by {2**depth}, "
+            f"got {tuple(image_shape)}; change `channels`"
+        )
+    return side // 2**depth
+
+
+class ConvEncoder(nn.Module):
+    """Images (N, C, H, W) -> codes: stride-2 4x4 convolutions (BatchNorm, ReLU), then a linear head.
+
+    Each entry of `channels` is one layer that halves the side: (32, 64) takes 28x28 to 64x7x7,
+    (32, 64, 128) takes 32x32 to 128x4x4.
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (3, 32, 32),
+        channels: Sequence[int] = (32, 64, 128),
+        latent_dim: int = 128,
+        gaussian_posterior: bool = False,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.gaussian_posterior = gaussian_posterior
+        side = _bottom_size("ConvEncoder", self.image_shape, len(channels))
+        layers: list[nn.Module] = []
+        previous = self.image_shape[0]
+        for width in channels:
+            layers += [nn.Conv2d(previous, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            previous = width
+        out_features = latent_dim * (2 if gaussian_posterior else 1)
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(previous * side * side, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_images("ConvEncoder", x, self.image_shape)
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """Codes (N, latent_dim) -> unbounded (N, C, H, W): a linear layer to channels[0] x s x s, then
+    stride-2 4x4 transposed convolutions (BatchNorm, ReLU) that double the side, one per entry of
+    `channels` (the last goes to C image channels, without norm or activation).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 128,
+        channels: Sequence[int] = (128, 64, 32),
+        image_shape: tuple[int, int, int] = (3, 32, 32),
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.side = _bottom_size("ConvDecoder", self.image_shape, len(channels))
+        self.channels = tuple(channels)
+        self.project = nn.Linear(latent_dim, channels[0] * self.side * self.side)
+        layers: list[nn.Module] = [nn.BatchNorm2d(channels[0]), nn.ReLU()]
+        outs = [*channels[1:], self.image_shape[0]]
+        for i, (width, after) in enumerate(zip(channels, outs)):
+            last = i == len(channels) - 1
+            layers.append(nn.ConvTranspose2d(width, after, 4, 2, 1, bias=last))
+            if not last:
+                layers += [nn.BatchNorm2d(after), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        _check_codes("ConvDecoder", z, self.latent_dim)
+        return self.net(self.project(z).view(len(z), self.channels[0], self.side, self.side))
+
+
+__all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
