@@ -36,6 +36,11 @@ def test_vae_z2_fit_then_test_writes_every_picture_and_the_likelihoods(mnist_roo
     for picture in ("reconstructions", "interpolations", "manifold", "latent_codes"):  # in the checkpoint's run folder
         assert (folder / picture / "test.png").is_file(), picture
 
+    run_cli("predict", *common, "--sample_writer.num_samples=10", "--sample_writer.write_png=false",
+            f"--ckpt_path={folder / 'checkpoints' / 'last.ckpt'}")
+    samples = torch.load(folder / "predictions" / "samples.pt")
+    assert samples["images"].shape == (10, 1, 28, 28) and samples["images"].abs().max() <= 1
+
 
 def test_vae_trains_and_evaluates_in_bf16_mixed(mnist_root, tmp_path):
     common = [f"--config={REPO / 'configs' / 'vae_mnist_z20.yaml'}", f"--data.data_dir={mnist_root}",
