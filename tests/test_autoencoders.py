@@ -223,3 +223,18 @@ def test_vae_loss_is_negative_elbo_and_decreases(tmp_path):
     test = trainer.test(model, data, verbose=False)[0]
     assert test["test/nll_iw"] < -test["test/elbo"]  # the k-sample bound is tighter than the ELBO
     assert math.isfinite(test["test/mse"]) and test["test/kl"] > 0
+
+
+def test_linear_probe_sees_the_same_binarized_images_whatever_the_rng(mnist_root, tmp_path):
+    from lightning_dgm.callbacks import LatentClassifier
+
+    model = VAE(MLPEncoder(latent_dim=4, gaussian_posterior=True), MLPDecoder(latent_dim=4))
+    scores = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # training leaves the global RNG anywhere
+        data = MNISTDataModule(data_dir=str(mnist_root), download=False, val_size=16, batch_size=16, binarize=True)
+        trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                            callbacks=[LatentClassifier(max_train=80)])
+        scores.append(trainer.test(model, data, verbose=False)[0])
+    assert scores[0]["test/pixel_accuracy"] == scores[1]["test/pixel_accuracy"]
+    assert scores[0]["test/latent_accuracy"] == scores[1]["test/latent_accuracy"]

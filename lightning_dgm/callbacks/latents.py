@@ -221,16 +221,20 @@ class LatentClassifier(L.Callback):
 
     Every rank fits the same classifier on the same images (the first `max_train` of the seeded
     train split, all test images), and lbfgs is deterministic, so every rank logs the same value.
+    Images are read with torch's RNG seeded by `seed` (and the training RNG restored after), so
+    data served with fresh randomness, like dynamically binarized MNIST, give every model the same
+    images and the same pixel baseline.
 
     Args:
         max_train: training images the classifier is fitted on.
         max_iter: iterations of the lbfgs solver.
+        seed: seed of torch's RNG while images are read.
     """
 
-    def __init__(self, max_train: int = 10000, max_iter: int = 1000) -> None:
+    def __init__(self, max_train: int = 10000, max_iter: int = 1000, seed: int = 0) -> None:
         if max_train < 1 or max_iter < 1:
             raise ValueError(f"need max_train >= 1 and max_iter >= 1, got {max_train} and {max_iter}")
-        self.max_train, self.max_iter = max_train, max_iter
+        self.max_train, self.max_iter, self.seed = max_train, max_iter, seed
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         _require_autoencoder(pl_module, type(self).__name__)
@@ -247,7 +251,8 @@ class LatentClassifier(L.Callback):
             datamodule.setup("fit")  # a test-only run has not loaded the training images
         who = type(self).__name__
         train_set, test_set = _split(trainer, "train", who), _split(trainer, "test", who)
-        with _evaluating(pl_module):
+        with _evaluating(pl_module), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
             train_codes, train_pixels, train_labels = _encode_split(pl_module, train_set, self.max_train)
             test_codes, test_pixels, test_labels = _encode_split(pl_module, test_set, len(test_set))
         latent = self.accuracy((train_codes, train_labels), (test_codes, test_labels))
