@@ -1,6 +1,7 @@
 """Networks: plain nn.Modules (tensors in, tensors out) and latent distributions. No Lightning here."""
 
 from lightning_dgm.nets.autoencoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_dgm.nets.mlp import MLPDiscriminator, MLPGenerator
 from lightning_dgm.nets.noise import GaussianNoise, Noise, UniformNoise
 from lightning_dgm.nets.points import Maxout, PointDiscriminator, PointGenerator
@@ -8,6 +9,8 @@ from lightning_dgm.nets.points import Maxout, PointDiscriminator, PointGenerator
 __all__ = [
     "ConvDecoder",
     "ConvEncoder",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
     "GaussianNoise",
     "MLPDecoder",
     "MLPDiscriminator",
