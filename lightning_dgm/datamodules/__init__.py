@@ -3,6 +3,7 @@
 from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.cifar import CIFAR10DataModule
 from lightning_dgm.datamodules.digits import DigitsDataModule
+from lightning_dgm.datamodules.folder import ImageFolderDataModule
 from lightning_dgm.datamodules.mnist import MNISTDataModule
 from lightning_dgm.datamodules.points import (
     CSVPointDataModule,
@@ -14,5 +15,6 @@ from lightning_dgm.datamodules.svhn import SVHNDataModule
 
 __all__ = [
     "CIFAR10DataModule", "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule",
-    "ImageBatch", "ImageDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule", "TensorImageDataset",
+    "ImageBatch", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule",
+    "TensorImageDataset",
 ]
