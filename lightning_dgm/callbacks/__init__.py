@@ -1,5 +1,6 @@
 """Callbacks: everything a run writes besides checkpoints (sample grids, predictions, ...)."""
 
+from lightning_dgm.callbacks.class_metrics import ClassMetrics
 from lightning_dgm.callbacks.images import image_grid, log_image, write_grid
 from lightning_dgm.callbacks.latents import (
     LatentClassifier,
@@ -10,9 +11,12 @@ from lightning_dgm.callbacks.latents import (
 )
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.sample_grid import SampleGrid
+from lightning_dgm.callbacks.sample_metrics import SampleMetrics, generated_samples
 from lightning_dgm.callbacks.sample_writer import SampleRequests, SampleWriter
 
 __all__ = [
+    "ClassMetrics",
     "LatentClassifier", "LatentInterpolation", "LatentManifold", "ModeCoverageMonitor", "PointsPlot", "Reconstructions",
-    "SampleGrid", "SampleRequests", "SampleWriter", "image_grid", "log_image", "manifold_latents", "write_grid",
+    "SampleGrid", "SampleMetrics", "SampleRequests", "SampleWriter", "generated_samples", "image_grid", "log_image",
+    "manifold_latents", "write_grid",
 ]

@@ -9,10 +9,13 @@ from lightning_dgm.models.autoencoder import (
 )
 from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem, SampleRequest, Samples
 from lightning_dgm.models.baselines import Gaussian, Multinomial
+from lightning_dgm.models.cgan import ConditionalGAN
+from lightning_dgm.models.classifier import Classifier
 from lightning_dgm.models.gan import GAN
 from lightning_dgm.models.vae import VAE
 
 __all__ = [
-    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Corruption", "DenoisingAutoEncoder", "Gaussian",
-    "GaussianCorruption", "GenerativeSystem", "MaskingCorruption", "Multinomial", "SampleRequest", "Samples",
+    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Classifier", "ConditionalGAN", "Corruption",
+    "DenoisingAutoEncoder", "Gaussian", "GaussianCorruption", "GenerativeSystem", "MaskingCorruption", "Multinomial",
+    "SampleRequest", "Samples",
 ]

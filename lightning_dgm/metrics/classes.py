@@ -1,0 +1,227 @@
+"""Metrics read through the framework's own classifier (`lightning_dgm.models.Classifier`).
+
+* **Class coverage** of generated samples: how many classes the classifier finds among them, and
+  the share of the largest class (1 / num_classes for a perfectly balanced generator, 1 for total
+  mode collapse). A class *appears* when at least `min_count` samples are classified as it; the
+  default 1 is the usual convention for counting modes (Metz et al. 2017, unrolled GANs;
+  Srivastava et al. 2017, VEEGAN, on stacked MNIST). Raise it to discount stray misclassified
+  samples: the largest share is the more robust sign of collapse.
+* **Conditional accuracy** of a conditional generator: the share of samples generated for label
+  y that the classifier assigns to y (Odena et al. 2017 report it for AC-GAN samples).
+* **Domain feature extractors**: the classifier's penultimate features for FID / KID
+  (`ClassifierFeatures`) and its logits for the Inception Score (`ClassifierLogits`), in
+  torchmetrics' custom-extractor contract, for `lightning_dgm.callbacks.SampleMetrics`.
+
+`class_coverage` and `conditional_accuracy` are the pure cores; `ClassDistribution` is a
+torchmetrics Metric around them that streams batches and sums its counts across DDP processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from lightning_dgm.metrics.features import ImageFeatures
+from lightning_dgm.models.classifier import Classifier
+
+_TRAIN_ONE = ("train one with `python -m lightning_dgm fit --config configs/classifier_mnist.yaml` (or "
+              "classifier_cifar10.yaml) and pass the run folder's checkpoints/last.ckpt")
+
+
+class ClassCoverage(NamedTuple):
+    classes_present: Tensor  # () int64: classes predicted for at least min_count samples
+    largest_share: Tensor  # () float: share of all samples in the most frequent class, in [1/K, 1]
+
+
+def _check_predictions(predictions: Tensor, num_classes: int | None = None) -> None:
+    if predictions.dim() != 1 or predictions.dtype.is_floating_point or predictions.dtype == torch.bool:
+        raise ValueError(f"expected integer class predictions of shape (N,), got {predictions.dtype} "
+                         f"{tuple(predictions.shape)} (take logits.argmax(dim=1))")
+    if num_classes is not None and len(predictions) and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"predictions must lie in [0, {num_classes}), got values in "
+                         f"[{int(predictions.min())}, {int(predictions.max())}]")
+
+
+def class_counts(predictions: Tensor, num_classes: int) -> Tensor:
+    """Samples per class (num_classes,) int64 from predicted classes (N,) in [0, num_classes)."""
+    _check_predictions(predictions, num_classes)
+    return torch.bincount(predictions.long(), minlength=num_classes)
+
+
+def coverage_from_counts(counts: Tensor, min_count: int = 1) -> ClassCoverage:
+    """Class coverage from samples per class (K,) (see the module docstring)."""
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("class coverage needs at least one sample")
+    return ClassCoverage((counts >= min_count).sum(), counts.max().double() / total)
+
+
+def class_coverage(predictions: Tensor, num_classes: int, min_count: int = 1) -> ClassCoverage:
+    """(classes present, largest class share) of predicted classes (N,) in [0, num_classes)."""
+    if min_count < 1:
+        raise ValueError(f"min_count must be at least 1, got {min_count}")
+    return coverage_from_counts(class_counts(predictions, num_classes), min_count)
+
+
+def conditional_accuracy(predictions: Tensor, labels: Tensor) -> Tensor:
+    """Share () float of samples classified as the label they were generated for; both (N,) int."""
+    _check_predictions(predictions)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must have one shape")
+    if len(labels) == 0:
+        raise ValueError("conditional accuracy needs at least one sample")
+    return (predictions == labels).double().mean()
+
+
+class ClassDistribution(Metric):
+    """Streaming class coverage and conditional accuracy: `update(predictions, labels=None)` with
+    (N,) int batches; `compute()` -> dict of `class_coverage` (classes present, as a float),
+    `largest_class_share` and, once any labels were given, `conditional_accuracy`. Counts are summed
+    across processes, so under DDP each process can score its own share of the samples.
+
+    Args:
+        num_classes: number of classes the predictions range over.
+        min_count: samples a class needs to count as present.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, min_count: int = 1) -> None:
+        super().__init__()
+        if num_classes < 2 or min_count < 1:
+            raise ValueError(f"need num_classes >= 2 and min_count >= 1, got {num_classes} and {min_count}")
+        self.num_classes, self.min_count = num_classes, min_count
+        self.add_state("counts", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("labelled", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: Tensor, labels: Tensor | None = None) -> None:
+        self.counts += class_counts(predictions, self.num_classes)
+        if labels is not None:
+            if labels.shape != predictions.shape:
+                raise ValueError(
+                    f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must have one shape"
+                )
+            self.correct += (predictions == labels).sum()
+            self.labelled += len(labels)
+
+    def compute(self) -> dict[str, Tensor]:
+        coverage = coverage_from_counts(self.counts, self.min_count)
+        values = {"class_coverage": coverage.classes_present.double(), "largest_class_share": coverage.largest_share}
+        if self.labelled > 0:
+            values["conditional_accuracy"] = self.correct.double() / self.labelled
+        return values
+
+
+# -- the trained classifier as a measuring instrument ------------------------------------------
+def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Classifier:
+    """A `Classifier` from a Lightning checkpoint, in eval mode with gradients off. Raises
+    FileNotFoundError for a missing file and ValueError for a checkpoint of another system."""
+    path = Path(checkpoint_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {path}; {_TRAIN_ONE}")
+    data = path.read_bytes()
+    # weights_only=False: a checkpoint's hyperparameters rebuild the network from class paths (CLI runs)
+    # or pickled modules (Python runs). Load only checkpoints you trust, as with any pickle.
+    checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    holds = _system_in(checkpoint)
+    if holds != "Classifier":
+        raise ValueError(f"{path} is not a Classifier checkpoint (it holds {holds}); {_TRAIN_ONE}")
+    with warnings.catch_warnings():  # rebuilding the injected network is what loading is for
+        warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
+        model = Classifier.load_from_checkpoint(io.BytesIO(data), map_location=map_location, weights_only=False)
+    return model.eval().requires_grad_(False)
+
+
+def _system_in(checkpoint: object) -> str:
+    """"Classifier" when the checkpoint is one, else a description of what it holds."""
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        return f"a {type(checkpoint).__name__}, not a Lightning checkpoint"
+    hparams = checkpoint.get("hyper_parameters") or {}
+    class_path = hparams.get("_class_path")  # written by LightningCLI runs
+    if class_path is not None:
+        module, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return f"{class_path}, which cannot be imported"
+        return "Classifier" if isinstance(cls, type) and issubclass(cls, Classifier) else class_path
+    keys = list(checkpoint["state_dict"])
+    if "network" in hparams and keys and all(k.startswith("network.") for k in keys):
+        return "Classifier"
+    return f"a system with weights {sorted({k.split('.')[0] for k in keys})}"
+
+
+class _Penultimate(nn.Module):
+    """The classifier network's `features(x)` as its forward."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network.features(x)
+
+
+class ClassifierFeatures(ImageFeatures):
+    """A trained `Classifier`'s penultimate features as a torchmetrics feature extractor, for a
+    domain FID / KID: `SampleMetrics(feature=ClassifierFeatures("classifier.ckpt"))`.
+
+    Input: (N, C, H, W) uint8 in [0, 255] or float in [0, 1], at exactly the classifier's image
+    shape (no resizing: a classifier is only a fair judge of images like those it was trained on).
+    Output: (N, num_features) float32. Frozen, always in eval mode.
+
+    Args:
+        checkpoint_path: a checkpoint of `fit --config configs/classifier_<data>.yaml`.
+    """
+
+    def __init__(self, checkpoint_path: str) -> None:
+        classifier = load_classifier(checkpoint_path)
+        super().__init__(self._network(classifier.network), self._width(classifier))
+        self.checkpoint_path = str(checkpoint_path)
+        self.classifier_image_shape = classifier.image_shape
+        self.num_classes = classifier.num_classes
+        self.eval()
+
+    @staticmethod
+    def _network(network: nn.Module) -> nn.Module:
+        return _Penultimate(network)
+
+    @staticmethod
+    def _width(classifier: Classifier) -> int:
+        return classifier.num_features
+
+    def forward(self, images: Tensor) -> Tensor:
+        shape = self.classifier_image_shape
+        if shape is not None and tuple(images.shape[1:]) != shape:
+            raise ValueError(f"the classifier in {self.checkpoint_path} takes images of shape {shape}, got "
+                             f"{tuple(images.shape[1:])}: use a classifier trained on this data set")
+        return super().forward(images)
+
+    def extra_repr(self) -> str:
+        # No checkpoint path: the cache key of real features hashes the weights, wherever the file lies.
+        network = self.network.network if isinstance(self.network, _Penultimate) else self.network
+        return (f"network={type(network).__name__}, num_features={self.num_features}, "
+                f"image_shape={self.classifier_image_shape}")
+
+
+class ClassifierLogits(ClassifierFeatures):
+    """A trained `Classifier`'s logits (N, num_classes) as a torchmetrics extractor, for a domain
+    Inception Score: `SampleMetrics(classifier=ClassifierLogits("classifier.ckpt"), ...)`.
+    Input as `ClassifierFeatures`."""
+
+    @staticmethod
+    def _network(network: nn.Module) -> nn.Module:
+        return network
+
+    @staticmethod
+    def _width(classifier: Classifier) -> int:
+        return classifier.num_classes
