@@ -13,6 +13,9 @@ import lightning as L
 import numpy as np
 import scipy.io
 import torch
+from torch import nn
+
+from lightning_dgm.models.base import GenerativeSystem
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -171,3 +174,24 @@ class DumpMetrics(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {k: v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()}
         torch.save(metrics, Path(trainer.default_root_dir) / f"metrics_rank{trainer.global_rank}.pt")
+
+
+class SamplerSystem(GenerativeSystem):
+    """Base for test systems defined by their `sample()` alone: training only moves one dummy
+    weight (DDP and the optimizer need a parameter); validation and test log nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        return self.weight**2
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def test_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)

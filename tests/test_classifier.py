@@ -26,7 +26,6 @@ from lightning_dgm.metrics import (
     load_classifier,
 )
 from lightning_dgm.models import GAN, Classifier, ConditionalGAN
-from lightning_dgm.models.base import GenerativeSystem
 from lightning_dgm.nets import (
     ConditionalMLPDiscriminator,
     ConditionalMLPGenerator,
@@ -34,7 +33,7 @@ from lightning_dgm.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
-from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_cifar10
+from tests.helpers import PYTHON, REPO, SamplerSystem, run_cli, subprocess_env, write_cifar10
 
 SIDE = 16  # digits upscaled to 16x16, as in configs/gan_digits.yaml
 
@@ -63,7 +62,7 @@ def replay(images, classes, n, labels=None, generator=None, shift=0, only=None) 
     return to_signed_unit(images[index])
 
 
-class RealImages(GenerativeSystem):
+class RealImages(SamplerSystem):
     """`sample()` draws real images of the train (test, in trainer.test) split (see `replay`):
     conditional, so each sample shows a digit of its label (shifted by `shift`)."""
 
@@ -72,7 +71,6 @@ class RealImages(GenerativeSystem):
     def __init__(self, num_classes: int | None = 10, shift: int = 0, only: list[int] | None = None) -> None:
         super().__init__()
         self.num_classes, self.shift, self.only = num_classes, shift, only
-        self.weight = nn.Parameter(torch.zeros(()))  # DDP and the optimizer need a parameter
 
     def sample(self, n, *, labels=None, generator=None):
         datamodule = self.trainer.datamodule
@@ -82,17 +80,6 @@ class RealImages(GenerativeSystem):
             labels = None
         return replay(data.images, data.labels, n, labels, generator, self.shift, self.only).to(self.device)
 
-    def training_step(self, batch, batch_idx):
-        return self.weight**2
-
-    def validation_step(self, batch, batch_idx):
-        pass
-
-    def test_step(self, batch, batch_idx):
-        pass
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class UnconditionalRealImages(RealImages):

@@ -21,8 +21,7 @@ from lightning_dgm.datamodules.base import to_signed_unit
 from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures
 from lightning_dgm.metrics import signed_unit_to_uint8
 from lightning_dgm.metrics.features import INCEPTION_FILE_PYTORCH_FID
-from lightning_dgm.models.base import GenerativeSystem
-from tests.helpers import PYTHON, REPO, subprocess_env, write_mnist
+from tests.helpers import PYTHON, REPO, SamplerSystem, subprocess_env, write_mnist
 
 
 # -- stand-ins ----------------------------------------------------------------------------------
@@ -47,12 +46,11 @@ class ConstantLogits(nn.Module):
         return torch.tensor([4.0, 1.0, 0.0], device=x.device).expand(len(x), 3)
 
 
-class ReplaySystem(GenerativeSystem):
+class ReplaySystem(SamplerSystem):
     """`sample()` returns the training images themselves, in order (plus Gaussian noise of `noise_std`)."""
 
     def __init__(self, noise_std: float = 0.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(()))
         self.noise_std, self.cursor = noise_std, 0
 
     def sample(self, n, *, labels=None, generator=None):
@@ -62,17 +60,6 @@ class ReplaySystem(GenerativeSystem):
         x = to_signed_unit(images[index])
         return (x + self.noise_std * torch.randn(x.shape, generator=generator)).clamp(-1, 1).to(self.device)
 
-    def training_step(self, batch, batch_idx):
-        return self.weight**2
-
-    def validation_step(self, batch, batch_idx):
-        pass
-
-    def test_step(self, batch, batch_idx):
-        pass
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class ConditionalReplay(ReplaySystem):

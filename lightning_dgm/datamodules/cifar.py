@@ -10,17 +10,13 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10
 
-from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.datamodules.base import DownloadedImageDataModule, one_line
 
 _TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _TEST_FILES = ("test_batch",)
 
 
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
-class CIFAR10DataModule(ImageDataModule):
+class CIFAR10DataModule(DownloadedImageDataModule):
     """32x32 colour images of 10 classes, 50,000 train (minus `val_size` for validation) and 10,000 test.
 
     Files live in `<data_dir>/cifar-10-batches-py/` (torchvision's layout): `data_batch_1` ..
@@ -31,6 +27,9 @@ class CIFAR10DataModule(ImageDataModule):
     one, so genuine-format files of any size load. Each split is read once into a uint8 tensor.
     """
 
+    dataset_name = "CIFAR-10"
+    file_description = "the pickled python batches"
+
     def __init__(
         self,
         data_dir: str = "./data",
@@ -40,9 +39,7 @@ class CIFAR10DataModule(ImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
-        self.data_dir = data_dir
-        self.download = download
+        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -53,32 +50,18 @@ class CIFAR10DataModule(ImageDataModule):
         return 10
 
     @property
-    def batch_dir(self) -> Path:
+    def files_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve() / "cifar-10-batches-py"
 
-    def _missing(self) -> list[str]:
-        return [name for name in _TRAIN_FILES + _TEST_FILES if not (self.batch_dir / name).is_file()]
+    def expected_files(self) -> tuple[str, ...]:
+        return _TRAIN_FILES + _TEST_FILES
 
-    def _missing_message(self, why: str) -> str:
-        return (
-            f"CIFAR-10 {why}: expected {', '.join(self._missing())} in {self.batch_dir}. "
-            f"Run once with network access (data.download: true) or copy the pickled python batches there."
-        )
-
-    def prepare_data(self) -> None:
-        if not self._missing():
-            return
-        if not self.download:
-            raise FileNotFoundError(self._missing_message("not found and data.download is false"))
-        try:
-            # One archive holds both splits; the test split is the cheaper one to load afterwards.
-            CIFAR10(self.data_dir, train=False, download=True)
-        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
-            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({lines[-1]})")) from error
+    def fetch(self, missing: list[str]) -> None:
+        # One archive holds both splits; the test split is the cheaper one to load afterwards.
+        CIFAR10(self.data_dir, train=False, download=True)
 
     def _read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        path = self.batch_dir / name
+        path = self.files_dir / name
         try:
             with open(path, "rb") as file:
                 entry = pickle.load(file, encoding="bytes")
@@ -95,14 +78,13 @@ class CIFAR10DataModule(ImageDataModule):
                 raise ValueError(f"labels outside [0, 10): {labels.min()}..{labels.max()}")
         except Exception as error:
             raise RuntimeError(
-                f"could not read CIFAR-10 batch {path} ({_one_line(error)}); "
+                f"could not read CIFAR-10 batch {path} ({one_line(error)}); "
                 f"delete the damaged file and download again"
             ) from error
         return data, labels
 
     def _load(self, names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-        if self._missing():
-            raise FileNotFoundError(self._missing_message("not found"))
+        self.check_files()
         batches = [self._read_batch(name) for name in names]
         images = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)
         labels = np.concatenate([labels for _, labels in batches])

@@ -17,17 +17,13 @@ from PIL import Image
 from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.datamodules.base import ImageDataModule, one_line
 
 IMAGE_EXTENSIONS = IMG_EXTENSIONS  # torchvision's: .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _MARKER = ".extracted"  # written into an extracted archive's folder once every file is out
 _CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not served
 _LOOKED_FOR = ", ".join(f"*{extension}" for extension in IMAGE_EXTENSIONS)
-
-
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _visible(name: str) -> bool:
@@ -207,7 +203,7 @@ class ImageFolderDataModule(ImageDataModule):
                     # "data" refuses members that escape the folder; Pythons before 3.10.12 / 3.11.4 lack filters
                     tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             except (tarfile.TarError, OSError, EOFError) as error:
-                message = f"could not extract {archive} ({_one_line(error)}); replace it with a complete archive"
+                message = f"could not extract {archive} ({one_line(error)}); replace it with a complete archive"
                 raise RuntimeError(message) from error
             (partial / _MARKER).write_text(stamp)
             if done():  # another process finished first
@@ -234,7 +230,7 @@ class ImageFolderDataModule(ImageDataModule):
                     image = Image.fromarray((np.asarray(image, float).clip(0, 65535) / 257).round().astype(np.uint8))
                 pixels = np.array(image.convert("L" if self.channels == 1 else "RGB"))
         except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
-            message = f"could not read image {path} ({_one_line(error)}); delete or replace the file"
+            message = f"could not read image {path} ({one_line(error)}); delete or replace the file"
             raise RuntimeError(message) from error
         image = torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
         image = TF.resize(image, [self.image_size], antialias=True)  # shorter side -> image_size
@@ -257,7 +253,7 @@ class ImageFolderDataModule(ImageDataModule):
                 entry = torch.load(cache, weights_only=True)
                 return entry["images"], entry["labels"]
             except Exception as error:
-                message = f"could not read decoded-image cache {cache} ({_one_line(error)}); delete it to decode again"
+                message = f"could not read decoded-image cache {cache} ({one_line(error)}); delete it to decode again"
                 raise RuntimeError(message) from error
         rank_zero_info(f"Decoding {len(files)} images from {folder} (once; cached in {cache})")
         images = torch.empty((len(files), *self.image_shape), dtype=torch.uint8)

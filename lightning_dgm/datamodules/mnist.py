@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
+from lightning_dgm.datamodules.base import DownloadedImageDataModule, ImageBatch, TensorImageDataset
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -36,7 +36,7 @@ def binarize(images: Tensor, seed: int) -> Tensor:
     return on.to(torch.uint8) * 255
 
 
-class MNISTDataModule(ImageDataModule):
+class MNISTDataModule(DownloadedImageDataModule):
     """28x28 grayscale digits, 60,000 train (minus `val_size` for validation) and 10,000 test.
 
     Files live in `<data_dir>/MNIST/raw/` (torchvision's layout). `prepare_data` downloads them
@@ -49,6 +49,9 @@ class MNISTDataModule(ImageDataModule):
     images once, with a fixed seed, so evaluations compare.
     """
 
+    dataset_name = "MNIST"
+    file_description = "the IDX files"
+
     def __init__(
         self,
         data_dir: str = "./data",
@@ -59,9 +62,7 @@ class MNISTDataModule(ImageDataModule):
         seed: int = 0,
         binarize: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
-        self.data_dir = data_dir
-        self.download = download
+        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
         self.binarize = binarize
 
     @property
@@ -73,38 +74,23 @@ class MNISTDataModule(ImageDataModule):
         return 10
 
     @property
-    def raw_dir(self) -> Path:
+    def files_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve() / "MNIST" / "raw"
 
-    def _missing(self) -> list[str]:
-        return [name for name in _FILES if not (self.raw_dir / name).is_file()]
+    def expected_files(self) -> tuple[str, ...]:
+        return _FILES
 
-    def _missing_message(self, why: str) -> str:
-        return (
-            f"MNIST {why}: expected {', '.join(self._missing())} in {self.raw_dir}. "
-            f"Run once with network access (data.download: true) or copy the IDX files there."
-        )
-
-    def prepare_data(self) -> None:
-        if not self._missing():
-            return
-        if not self.download:
-            raise FileNotFoundError(self._missing_message("not found and data.download is false"))
-        try:
-            for train in (True, False):
-                MNIST(self.data_dir, train=train, download=True)
-        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
-            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({lines[-1]})")) from error
+    def fetch(self, missing: list[str]) -> None:
+        for train in (True, False):
+            MNIST(self.data_dir, train=train, download=True)
 
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
-        if self._missing():
-            raise FileNotFoundError(self._missing_message("not found"))
+        self.check_files()
         try:
             dataset = MNIST(self.data_dir, train=train, download=False)
         except Exception as error:
             raise RuntimeError(
-                f"could not read MNIST from {self.raw_dir} ({error}); delete the damaged files and download again"
+                f"could not read MNIST from {self.files_dir} ({error}); delete the damaged files and download again"
             ) from error
         return dataset.data.unsqueeze(1), dataset.targets
 

@@ -11,16 +11,12 @@ from torch import Tensor
 from torchvision.datasets import SVHN
 from torchvision.datasets.utils import download_url
 
-from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.datamodules.base import DownloadedImageDataModule, one_line
 
 _FILES = {split: SVHN.split_list[split][1] for split in ("train", "test", "extra")}  # train_32x32.mat, ...
 
 
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
-class SVHNDataModule(ImageDataModule):
+class SVHNDataModule(DownloadedImageDataModule):
     """32x32 colour house-number digits: 73,257 train (minus `val_size` for validation), 26,032 test,
     and with `use_extra` the 531,131 "extra" images added to the train split.
 
@@ -32,6 +28,9 @@ class SVHNDataModule(ImageDataModule):
     files of any size load. Each split is read once into a uint8 tensor.
     """
 
+    dataset_name = "SVHN"
+    file_description = "the .mat files"
+
     def __init__(
         self,
         data_dir: str = "./data",
@@ -42,9 +41,7 @@ class SVHNDataModule(ImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
-        self.data_dir = data_dir
-        self.download = download
+        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
         self.use_extra = use_extra
 
     @property
@@ -56,41 +53,25 @@ class SVHNDataModule(ImageDataModule):
         return 10
 
     @property
-    def root(self) -> Path:
+    def files_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
     @property
     def _train_splits(self) -> tuple[str, ...]:
         return ("train", "extra") if self.use_extra else ("train",)
 
-    def _missing(self) -> list[str]:
-        splits = (*self._train_splits, "test")
-        return [_FILES[split] for split in splits if not (self.root / _FILES[split]).is_file()]
+    def expected_files(self) -> tuple[str, ...]:
+        return tuple(_FILES[split] for split in (*self._train_splits, "test"))
 
-    def _missing_message(self, why: str) -> str:
-        return (
-            f"SVHN {why}: expected {', '.join(self._missing())} in {self.root}. "
-            f"Run once with network access (data.download: true) or copy the .mat files there."
-        )
-
-    def prepare_data(self) -> None:
-        missing = self._missing()
-        if not missing:
-            return
-        if not self.download:
-            raise FileNotFoundError(self._missing_message("not found and data.download is false"))
-        try:
-            # torchvision's own URLs and checksums, without `SVHN(...)` decoding each file after
-            # download (extra_32x32.mat is 1.3 GB); setup() reads them once.
-            for url, filename, md5 in SVHN.split_list.values():
-                if filename in missing:
-                    download_url(url, str(self.root), filename=filename, md5=md5)
-        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
-            raise FileNotFoundError(self._missing_message(f"could not be downloaded ({lines[-1]})")) from error
+    def fetch(self, missing: list[str]) -> None:
+        # torchvision's own URLs and checksums, without `SVHN(...)` decoding each file after
+        # download (extra_32x32.mat is 1.3 GB); setup() reads them once.
+        for url, filename, md5 in SVHN.split_list.values():
+            if filename in missing:
+                download_url(url, str(self.files_dir), filename=filename, md5=md5)
 
     def _read_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        path = self.root / _FILES[split]
+        path = self.files_dir / _FILES[split]
         try:
             mat = scipy.io.loadmat(path, variable_names=("X", "y"))
             data, labels = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1).astype(np.int64)
@@ -102,14 +83,13 @@ class SVHNDataModule(ImageDataModule):
                 raise ValueError(f"labels outside [1, 10]: {labels.min()}..{labels.max()}")
         except Exception as error:
             raise RuntimeError(
-                f"could not read SVHN file {path} ({_one_line(error)}); delete the damaged file and download again"
+                f"could not read SVHN file {path} ({one_line(error)}); delete the damaged file and download again"
             ) from error
         labels[labels == 10] = 0  # SVHN writes the digit 0 as class 10
         return data.transpose(3, 2, 0, 1), labels  # (H, W, C, N) -> (N, C, H, W), a view: _load copies once
 
     def _load(self, splits: tuple[str, ...]) -> tuple[Tensor, Tensor]:
-        if self._missing():
-            raise FileNotFoundError(self._missing_message("not found"))
+        self.check_files()
         parts = [self._read_split(split) for split in splits]
         images = np.concatenate([data for data, _ in parts])  # contiguous (N, C, H, W)
         labels = np.concatenate([labels for _, labels in parts])
