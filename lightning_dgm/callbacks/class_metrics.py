@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from lightning_dgm.callbacks.sample_metrics import generated_samples
 from lightning_dgm.metrics.classes import ClassDistribution, load_classifier
 
 
@@ -84,24 +85,13 @@ class ClassMetrics(L.Callback):
     @torch.no_grad()
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Tensor]:
         """Classify this process's share of samples; every rank returns the totals over all ranks."""
-        device = pl_module.device
-        self.classifier.to(device)
-        self.metric.to(device).reset()
-        # Global sample numbers, so labels are balanced over all processes together.
-        share = torch.arange(self.num_samples).tensor_split(trainer.world_size)[trainer.global_rank]
-        generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
-        conditional = getattr(pl_module, "conditional", False)
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            for index in share.split(self.batch_size):
-                labels = (index % pl_module.num_classes).to(device) if conditional else None
-                images = pl_module.sample(len(index), labels=labels, generator=generator)
-                self._check_shape(images.shape[1:], "the model samples images of shape")
-                predictions = self.classifier(images.to(device).float()).argmax(dim=1)
-                self.metric.update(predictions, labels)
-        finally:
-            pl_module.train(was_training)
+        self.classifier.to(pl_module.device)
+        self.metric.to(pl_module.device).reset()
+        batches = generated_samples(pl_module, self.num_samples, batch_size=self.batch_size, seed=self.seed,
+                                    rank=trainer.global_rank, world_size=trainer.world_size)
+        for batch in batches:
+            self._check_shape(batch.image.shape[1:], "the model samples images of shape")
+            self.metric.update(self.classifier(batch.image.float()).argmax(dim=1), batch.label)
         return self.metric.compute()  # a collective under DDP: every rank gets here
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
