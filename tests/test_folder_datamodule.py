@@ -1,6 +1,7 @@
 """ImageFolderDataModule on tiny JPEG / PNG folders and .tar.gz archives written by the tests."""
 
 import io
+import multiprocessing
 import os
 import tarfile
 from pathlib import Path
@@ -288,7 +289,26 @@ def test_archive_is_extracted_once_and_again_when_it_changes(tmp_path):
     sentinel.write_text("left by the test")
     archive_module(archive, tmp_path).prepare_data()
     assert not sentinel.exists() and (extracted / ".extracted").is_file()
-    assert not [p for p in extracted.parent.iterdir() if p.name.startswith(".")]  # no partial folders left
+    assert not [p for p in extracted.parent.iterdir() if p.is_dir() and p.name.startswith(".")]  # no partial folders
+
+
+def _classes_of(archive: str, data_dir: str) -> int:
+    return ImageFolderDataModule(train_dir="cifar10-jpeg/train", archive=archive, data_dir=data_dir).num_classes
+
+
+def test_concurrent_runs_replace_a_stale_extraction_once(tmp_path):
+    # Two runs started together after the archive changed (every DDP process reads num_classes)
+    # both used to delete the stale folder at once, and one crashed on a file the other removed.
+    archive = write_archive(tmp_path / "cifar10-jpeg.tar.gz", cifar_like(("cat", "dog"), per_class=2))
+    data_dir = str(tmp_path / "data")
+    assert _classes_of(str(archive), data_dir) == 2
+    stale = tmp_path / "data" / "extracted" / "cifar10-jpeg" / "cifar10-jpeg" / "train"
+    for i in range(5000):  # a stale folder as big as a real data set takes a while to delete
+        (stale / "cat" / f"{i}.txt").touch()
+    write_archive(archive, cifar_like(("cat", "dog", "eel"), per_class=2, seed=3))
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        assert pool.starmap(_classes_of, [(str(archive), data_dir)] * 4) == [3, 3, 3, 3]
+    assert sorted(os.listdir(stale)) == ["cat", "dog", "eel"] and len(os.listdir(stale / "cat")) == 2
 
 
 @pytest.mark.skipif(not CIFAR10_JPEG.is_file(), reason="shared CIFAR-10 JPEG copy not present")
@@ -414,7 +434,7 @@ def test_archive_errors(tmp_path):
     with pytest.raises(RuntimeError) as error:
         archive_module(tmp_path / "broken.tar.gz", tmp_path).num_classes
     one_line_error(error, "could not extract", "broken.tar.gz", "complete archive")
-    assert not list((tmp_path / "data" / "extracted").iterdir())  # no half-extracted folder left behind
+    assert not [p for p in (tmp_path / "data" / "extracted").iterdir() if p.is_dir()]  # no half-extracted folder
     archive = write_archive(tmp_path / "photos.tgz", {"photos/a/0.jpg": jpeg_bytes(random_image(0, (4, 4, 3)))})
     with pytest.raises(FileNotFoundError) as error:
         archive_module(archive, tmp_path).num_classes

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 from torch import Tensor
@@ -191,32 +192,31 @@ class ImageFolderDataModule(ImageDataModule):
 
         if done():
             return target
-        rank_zero_info(f"Extracting {archive} to {target}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Extract beside the target and rename into place: an interrupted extraction or a
-        # concurrent one (every DDP process reads num_classes) never leaves a half-full folder.
-        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        partial.chmod(0o755)  # mkdtemp makes it private; the extracted folder is ordinary data
-        try:
-            try:
-                with tarfile.open(archive) as tar:
-                    # "data" refuses members that escape the folder; Pythons before 3.10.12 / 3.11.4 lack filters
-                    tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-            except (tarfile.TarError, OSError, EOFError) as error:
-                message = f"could not extract {archive} ({one_line(error)}); replace it with a complete archive"
-                raise RuntimeError(message) from error
-            (partial / _MARKER).write_text(stamp)
-            if done():  # another process finished first
+        # One extraction at a time (every DDP process and every concurrent run reads num_classes):
+        # the others wait here, then find the marker and return.
+        with FileLock(target.parent / f".{target.name}.lock"):
+            if done():
                 return target
-            if target.exists():  # extracted from an older version of the archive
-                shutil.rmtree(target)
+            rank_zero_info(f"Extracting {archive} to {target}")
+            # Extract beside the target and rename into place: an interrupted extraction never
+            # leaves a half-full folder under the target's name.
+            partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+            partial.chmod(0o755)  # mkdtemp makes it private; the extracted folder is ordinary data
             try:
+                try:
+                    with tarfile.open(archive) as tar:
+                        # "data" refuses members that escape the folder; Pythons before 3.10.12 / 3.11.4 lack filters
+                        tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                except (tarfile.TarError, OSError, EOFError) as error:
+                    message = f"could not extract {archive} ({one_line(error)}); replace it with a complete archive"
+                    raise RuntimeError(message) from error
+                (partial / _MARKER).write_text(stamp)
+                if target.exists():  # extracted from an older version of the archive
+                    shutil.rmtree(target)
                 os.rename(partial, target)
-            except OSError:
-                if not done():  # only a concurrent extraction that finished first is fine here
-                    raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
         return target
 
     # -- decoding ---------------------------------------------------------------------------
