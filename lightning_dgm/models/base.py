@@ -6,12 +6,13 @@ algorithm of each model lives in its own file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import lightning as L
 import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class SampleRequest(NamedTuple):
@@ -74,6 +75,13 @@ class AdversarialSystem(GenerativeSystem):
         rank = self.global_rank if self._trainer is not None else 0
         self._rng.manual_seed(hash((base, rank, step, *salt)) & 0x7FFF_FFFF_FFFF_FFFF)
         return self._rng
+
+    def paired_optimizers(self, g_params: Iterable[nn.Parameter], d_params: Iterable[nn.Parameter]):
+        """[G's optimizer, D's optimizer] and their schedulers, from the factories the system keeps
+        as `g_optimizer`, `d_optimizer`, `g_lr_scheduler`, `d_lr_scheduler` (the last two optional)."""
+        g_opt, d_opt = self.g_optimizer(g_params), self.d_optimizer(d_params)
+        schedulers = [make(opt) for make, opt in ((self.g_lr_scheduler, g_opt), (self.d_lr_scheduler, d_opt)) if make]
+        return [g_opt, d_opt], schedulers
 
     def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
         """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""

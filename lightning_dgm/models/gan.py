@@ -66,10 +66,7 @@ class GAN(AdversarialSystem):
         self.penalty = penalty
 
     def configure_optimizers(self):
-        g_opt = self.g_optimizer(self.generator.parameters())
-        d_opt = self.d_optimizer(self.discriminator.parameters())
-        schedulers = [make(opt) for make, opt in ((self.g_lr_scheduler, g_opt), (self.d_lr_scheduler, d_opt)) if make]
-        return [g_opt, d_opt], schedulers
+        return self.paired_optimizers(self.generator.parameters(), self.discriminator.parameters())
 
     def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
         return self.noise.sample((n, self.generator.latent_dim), generator=generator, device=self.device)
