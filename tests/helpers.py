@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import scipy.io
 import torch
+from PIL import Image
 from torch import nn
 
 from lightning_dgm.models.base import GenerativeSystem
@@ -195,3 +196,36 @@ class SamplerSystem(GenerativeSystem):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+# -- image-to-image translation folders: B is A with its colour channels reversed, a relation
+# -- that survives resizing exactly, so any crop or flip applied to one image of a pair shows.
+SWAP = [2, 1, 0]  # B = A with R and B channels exchanged
+
+
+def random_image(seed: int, size: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def save(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
+
+
+def write_side_by_side(root: Path, split: str, n: int, size: int = 4, seed: int = 0) -> torch.Tensor:
+    """n PNG pairs A|B (width 2 x size) named 0.png ...; returns A as uint8 (n, 3, size, size)."""
+    images = [random_image(seed + i, size) for i in range(n)]
+    for i, a in enumerate(images):
+        save(root / split / f"{i}.png", np.concatenate([a, a[..., SWAP]], axis=1))
+    return torch.stack([chw(a) for a in images])
+
+
+def write_domain(root: Path, folder: str, n: int, seed: int, size: int = 4) -> torch.Tensor:
+    images = [random_image(seed + i, size) for i in range(n)]
+    for i, image in enumerate(images):
+        save(root / folder / f"{i}.png", image)
+    return torch.stack([chw(image) for image in images])

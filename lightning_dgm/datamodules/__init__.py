@@ -1,10 +1,11 @@
 """LightningDataModules. Each owns its data facts: `image_shape` and `num_classes`."""
 
-from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, TensorImageDataset
+from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, ImagePair, TensorImageDataset
 from lightning_dgm.datamodules.cifar import CIFAR10DataModule
 from lightning_dgm.datamodules.digits import DigitsDataModule
 from lightning_dgm.datamodules.folder import ImageFolderDataModule
 from lightning_dgm.datamodules.mnist import MNISTDataModule
+from lightning_dgm.datamodules.paired import FolderPairsDataModule, PairedDataModule, SideBySideDataModule
 from lightning_dgm.datamodules.points import (
     CSVPointDataModule,
     GaussianGridDataModule,
@@ -12,9 +13,11 @@ from lightning_dgm.datamodules.points import (
     PointDataModule,
 )
 from lightning_dgm.datamodules.svhn import SVHNDataModule
+from lightning_dgm.datamodules.unpaired import UnpairedDataModule
 
 __all__ = [
     "CIFAR10DataModule", "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule",
-    "ImageBatch", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule",
+    "ImageBatch", "ImageDataModule", "ImagePair", "ImageFolderDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule",
     "TensorImageDataset",
+    "FolderPairsDataModule", "PairedDataModule", "SideBySideDataModule", "UnpairedDataModule",
 ]

@@ -18,6 +18,18 @@ class ImageBatch(NamedTuple):
     label: Tensor  # (N,) int64 class index
 
 
+class ImagePair(NamedTuple):
+    """A batch for image-to-image translation: translate `source` into the domain of `target`.
+
+    Paired data: target[i] is source[i]'s true translation (the datamodule applies the
+    direction, so `source` is always the input, domain A). Unpaired data: source and target
+    are independent draws from domains A and B.
+    """
+
+    source: Tensor  # (N, C, H, W) float32 in [-1, 1], domain A (the input)
+    target: Tensor  # (N, C, H, W) float32 in [-1, 1], domain B
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one line, for error messages that quote it."""
     return f"{type(error).__name__}: {' '.join(str(error).split())}"

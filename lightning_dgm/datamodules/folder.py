@@ -74,6 +74,25 @@ def find_images(folder: Path, classes: list[str] | None) -> list[tuple[str, int]
     return images
 
 
+def read_image(path: str, channels: int = 3) -> Tensor:
+    """One image file -> uint8 (channels, H, W) at the file's own size: RGB for channels=3 (grayscale
+    is repeated), ITU-R 601-2 luma for channels=1 (as PIL's "L"); palettes are looked up, 16-bit
+    grayscale is scaled to 8 bits, alpha is dropped. Raises a one-line RuntimeError naming the file
+    when it cannot be read.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("P", "PA"):  # via RGBA: PIL warns on palettes with a transparent entry
+                image = image.convert("RGBA")
+            elif image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert clips at 255 instead of scaling
+                image = Image.fromarray((np.asarray(image, float).clip(0, 65535) / 257).round().astype(np.uint8))
+            pixels = np.array(image.convert("L" if channels == 1 else "RGB"))
+    except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
+        message = f"could not read image {path} ({one_line(error)}); delete or replace the file"
+        raise RuntimeError(message) from error
+    return torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
+
+
 def _describe(classes: list[str] | None) -> str:
     return "no class folders" if classes is None else f"class folders {', '.join(classes)}"
 
@@ -222,17 +241,7 @@ class ImageFolderDataModule(ImageDataModule):
     # -- decoding ---------------------------------------------------------------------------
     def _decode(self, path: str) -> Tensor:
         """One file -> uint8 (C, image_size, image_size)."""
-        try:
-            with Image.open(path) as image:
-                if image.mode in ("P", "PA"):  # via RGBA: PIL warns on palettes with a transparent entry
-                    image = image.convert("RGBA")
-                elif image.mode.startswith("I"):  # 16-bit grayscale: PIL's convert clips at 255 instead of scaling
-                    image = Image.fromarray((np.asarray(image, float).clip(0, 65535) / 257).round().astype(np.uint8))
-                pixels = np.array(image.convert("L" if self.channels == 1 else "RGB"))
-        except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
-            message = f"could not read image {path} ({one_line(error)}); delete or replace the file"
-            raise RuntimeError(message) from error
-        image = torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
+        image = read_image(path, self.channels)
         image = TF.resize(image, [self.image_size], antialias=True)  # shorter side -> image_size
         return TF.center_crop(image, [self.image_size, self.image_size])
 
