@@ -13,8 +13,17 @@ from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_dgm.nets.mlp import MLPDiscriminator, MLPGenerator
 from lightning_dgm.nets.noise import GaussianNoise, Noise, UniformNoise
 from lightning_dgm.nets.points import Maxout, PointDiscriminator, PointGenerator
+from lightning_dgm.nets.translation import (
+    BatchNorm,
+    InstanceNorm,
+    NormCallable,
+    PatchGANDiscriminator,
+    ResNetGenerator,
+)
+from lightning_dgm.nets.unet import UNetGenerator
 
 __all__ = [
+    "BatchNorm",
     "ConcatDCGANDiscriminator",
     "ConditionalDCGANGenerator",
     "ConditionalMLPDiscriminator",
@@ -25,14 +34,19 @@ __all__ = [
     "DCGANDiscriminator",
     "DCGANGenerator",
     "GaussianNoise",
+    "InstanceNorm",
     "MLPDecoder",
     "MLPDiscriminator",
     "MLPEncoder",
     "MLPGenerator",
     "Maxout",
     "Noise",
+    "NormCallable",
+    "PatchGANDiscriminator",
     "PointDiscriminator",
     "PointGenerator",
     "ProjectionDCGANDiscriminator",
+    "ResNetGenerator",
+    "UNetGenerator",
     "UniformNoise",
 ]
