@@ -13,10 +13,11 @@ from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics, generated_samples
 from lightning_dgm.callbacks.sample_writer import SampleRequests, SampleWriter
+from lightning_dgm.callbacks.translation import TranslationGrid, TranslationMetrics
 
 __all__ = [
     "ClassMetrics",
     "LatentClassifier", "LatentInterpolation", "LatentManifold", "ModeCoverageMonitor", "PointsPlot", "Reconstructions",
-    "SampleGrid", "SampleMetrics", "SampleRequests", "SampleWriter", "generated_samples", "image_grid", "log_image",
+    "SampleGrid", "SampleMetrics", "SampleRequests", "SampleWriter", "TranslationGrid", "TranslationMetrics", "generated_samples", "image_grid", "log_image",
     "manifold_latents", "write_grid",
 ]

@@ -161,6 +161,9 @@ class SampleMetrics(L.Callback):
             (default `~/.cache/...`).
     """
 
+    #: The split scored against after validation epochs (test epochs use "test").
+    validation_split = "train"
+
     def __init__(
         self,
         feature: nn.Module | None = None,
@@ -253,6 +256,10 @@ class SampleMetrics(L.Callback):
         name = key["datamodule"].rsplit(".", 1)[-1]
         return self.cache_dir / f"{name}-{key['split']}-{key['num_real_samples']}-{digest}.pt"
 
+    def real_images(self, batch: Any) -> Tensor:
+        """The real images of a batch of the datamodule's dataset."""
+        return batch.image
+
     @torch.no_grad()
     def _extract_real(self, trainer: L.Trainer, split: str, count: int, device: torch.device) -> Tensor:
         """Features (count, D) of the split's first `count` images; each rank extracts a shard."""
@@ -263,7 +270,7 @@ class SampleMetrics(L.Callback):
         for indices in shard.split(self.batch_size):
             indices = indices.tolist()
             batch = getitems(indices) if getitems is not None else default_collate([dataset[i] for i in indices])
-            parts.append(self.feature(signed_unit_to_uint8(batch.image.to(device))))
+            parts.append(self.feature(signed_unit_to_uint8(self.real_images(batch).to(device))))
         features = torch.cat(parts) if parts else torch.empty(0, self.feature.num_features, device=device)
         if trainer.world_size > 1:
             features = torch.cat(gather_all_tensors(features.contiguous()))  # rank order = index order
@@ -314,10 +321,10 @@ class SampleMetrics(L.Callback):
             metric.real_features = [real.features.tensor_split(trainer.world_size)[trainer.global_rank].to(device)]
 
     # -- generated images and the metrics -----------------------------------------------------
-    def generated_batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Iterator[Samples]:
-        """This rank's share of the `num_samples` images that `measure` scores, with this callback's
-        `batch_size` and `seed` (see `generated_samples`): a callback computing other sample
-        statistics can score exactly the same images."""
+    def generated_batches(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> Iterator[Samples]:
+        """This rank's share of the `num_samples` images that `measure` scores against `split`, with
+        this callback's `batch_size` and `seed` (see `generated_samples`): a callback computing
+        other sample statistics can score exactly the same images."""
         return generated_samples(pl_module, self.num_samples, batch_size=self.batch_size, seed=self.seed,
                                  rank=trainer.global_rank, world_size=trainer.world_size)
 
@@ -337,7 +344,7 @@ class SampleMetrics(L.Callback):
             for kind, metric in self.metrics.items():
                 metric.to(device).reset()
                 self._load_real_into(metric, kind, trainer, split, device)
-            for batch in self.generated_batches(trainer, pl_module):
+            for batch in self.generated_batches(trainer, pl_module, split):
                 images = signed_unit_to_uint8(batch.image)
                 features = self.feature(images) if self.metrics.keys() - {InceptionScore} else None
                 for kind, metric in self.metrics.items():
@@ -397,7 +404,7 @@ class SampleMetrics(L.Callback):
             return
         if trainer.state.fn == TrainerFn.FITTING and (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        self._log(trainer, pl_module, "val", "train")
+        self._log(trainer, pl_module, "val", self.validation_split)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer, pl_module, "test", "test")

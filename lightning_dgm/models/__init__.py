@@ -11,11 +11,14 @@ from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem, Sampl
 from lightning_dgm.models.baselines import Gaussian, Multinomial
 from lightning_dgm.models.cgan import ConditionalGAN
 from lightning_dgm.models.classifier import Classifier
+from lightning_dgm.models.cyclegan import CycleGAN
 from lightning_dgm.models.gan import GAN
+from lightning_dgm.models.pix2pix import Pix2Pix
+from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.models.vae import VAE
 
 __all__ = [
-    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Classifier", "ConditionalGAN", "Corruption",
+    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Classifier", "ConditionalGAN", "Corruption", "CycleGAN",
     "DenoisingAutoEncoder", "Gaussian", "GaussianCorruption", "GenerativeSystem", "MaskingCorruption", "Multinomial",
-    "SampleRequest", "Samples",
+    "Pix2Pix", "SampleRequest", "Samples", "TranslationSystem",
 ]

@@ -1,0 +1,36 @@
+"""Mechanics shared by image-to-image translation systems (Pix2Pix, CycleGAN): their optimizers,
+the range conversion for metrics, and what they answer to the sampling protocol.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from lightning_dgm.datamodules.base import ImagePair
+from lightning_dgm.models.base import AdversarialSystem
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] float32, clamped: what PSNR / SSIM with data_range 1 expect."""
+    return images.float().add(1).div(2).clamp(0, 1)
+
+
+class TranslationSystem(AdversarialSystem):
+    """Base of translation systems: they map images to images, so they have no `sample(n)`.
+
+    Subclasses implement `translate(source)` and `translation_columns(batch)`.
+    """
+
+    def translate(self, source: Tensor) -> Tensor:
+        """(N, C, H, W) images of domain A in [-1, 1] -> their translations into domain B."""
+        raise NotImplementedError
+
+    def translation_columns(self, batch: ImagePair) -> list[Tensor]:
+        """The columns of the translation grid for `batch`: equal-shaped (N, C, H, W) tensors in [-1, 1]."""
+        raise NotImplementedError
+
+    def sample(self, n: int, *, labels: Tensor | None = None, generator=None) -> Tensor:
+        raise TypeError(
+            f"{type(self).__name__} translates images and draws none from noise: call translate(images) "
+            f"(validate/test report its metrics; the translation grid callback writes its pictures)"
+        )
