@@ -12,8 +12,9 @@ from lightning_dgm.datamodules.translation import Direction, FixedPairs, Jittere
 
 
 class PairedDataModule(TranslationDataModule):
-    """Pairs for pix2pix: batches are `ImagePair(source, target)`, float (N, 3, crop_size, crop_size) in
-    [-1, 1], b[i] the translation of a[i] (`a` the input under `direction`).
+    """Pairs for pix2pix: batches are `ImagePair(source, target)`, float (N, 3, crop_size, crop_size)
+    in [-1, 1], target[i] the translation of source[i] (the source is domain A for "AtoB", B for
+    "BtoA").
 
     Training (`train_split`): pix2pix's jitter - resize to load_size x load_size, random crop to
     crop_size, random horizontal flip (when `flip`) - with the same crop and flip for both images of

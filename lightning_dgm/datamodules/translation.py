@@ -130,8 +130,9 @@ class JitteredDomains(JitteredDataset):
 
 
 class FixedPairs(Dataset):
-    """Evaluation data: uint8 (N, C, S, S) per domain, already cropped; item i is a[i % |A|] with
-    b[i % |B|], max(|A|, |B|) items (paired data has |A| = |B|). Batches: ImagePair in [-1, 1]."""
+    """Evaluation data: uint8 (N, C, S, S) per domain (`source`, `target`), already cropped; item i
+    is source[i % |A|] with target[i % |B|], max(|A|, |B|) items (paired data has |A| = |B|).
+    Batches: ImagePair in [-1, 1]."""
 
     def __init__(self, a: Tensor, b: Tensor) -> None:
         self.source, self.target = a, b
@@ -141,7 +142,8 @@ class FixedPairs(Dataset):
 
     def __getitems__(self, indices: list[int]) -> ImagePair:
         index = torch.tensor(indices)
-        return ImagePair(to_signed_unit(self.source[index % len(self.source)]), to_signed_unit(self.target[index % len(self.target)]))
+        source, target = self.source[index % len(self.source)], self.target[index % len(self.target)]
+        return ImagePair(to_signed_unit(source), to_signed_unit(target))
 
     def __getitem__(self, index: int) -> ImagePair:
         a, b = self.__getitems__([index])

@@ -13,8 +13,8 @@ from lightning_dgm.datamodules.translation import Direction, FixedPairs, Jittere
 class UnpairedDataModule(TranslationDataModule):
     """CycleGAN's layout: `root/trainA`, `root/trainB`, `root/testA`, `root/testB` (names of the
     two splits set by `train_split` and `test_split`), any number of images each; grayscale images
-    are repeated to RGB. Batches are `ImagePair(source, target)`, float (N, 3, crop_size, crop_size) in
-    [-1, 1], `a` from the input domain under `direction`, `b` from the other.
+    are repeated to RGB. Batches are `ImagePair(source, target)`, float (N, 3, crop_size, crop_size)
+    in [-1, 1], `source` from the input domain under `direction`, `target` from the other.
 
     Training: the domains are drawn independently, as CycleGAN does. An epoch is max(|A|, |B|)
     items (A and B after `direction`); item i is A[i % |A|] with a B image drawn at random, each with

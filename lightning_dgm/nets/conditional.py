@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from lightning_dgm.nets.mlp import MLPGenerator, _he_uniform_, _hidden_stack
+from lightning_dgm.nets.mlp import MLPGenerator, he_uniform_, hidden_stack
 
 
 def check_labels(labels: Tensor | None, n: int, num_classes: int, who: str) -> None:
@@ -114,10 +114,10 @@ class ConditionalMLPDiscriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, embedding_dim)
         in_features = math.prod(self.image_shape) + embedding_dim
         width = hidden_dims[-1] if hidden_dims else in_features
-        layers = _hidden_stack(in_features, hidden_dims, negative_slope)
+        layers = hidden_stack(in_features, hidden_dims, negative_slope)
         self.net = nn.Sequential(*layers, nn.Linear(width, out_features))
         if he_uniform_init:
-            _he_uniform_(self.net)
+            he_uniform_(self.net)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
         _check_images(x, self.image_shape, "ConditionalMLPDiscriminator")

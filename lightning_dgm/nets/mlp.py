@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 
-def _he_uniform_(module: nn.Module) -> None:
-    # He-uniform (Keras' he_uniform): U(-sqrt(6 / fan_in), sqrt(6 / fan_in)), zero bias.
+def he_uniform_(module: nn.Module) -> None:
+    """He-uniform (Keras' he_uniform) for every Linear: U(-sqrt(6 / fan_in), sqrt(6 / fan_in)), zero bias."""
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
             nn.init.zeros_(layer.bias)
 
 
-def _hidden_stack(in_features: int, hidden_dims: Sequence[int], negative_slope: float) -> list[nn.Module]:
+def hidden_stack(in_features: int, hidden_dims: Sequence[int], negative_slope: float) -> list[nn.Module]:
+    """Linear + LeakyReLU(negative_slope) per width of `hidden_dims`, from `in_features` on."""
     layers: list[nn.Module] = []
     for width in hidden_dims:
         layers += [nn.Linear(in_features, width), nn.LeakyReLU(negative_slope)]
@@ -51,12 +52,12 @@ class MLPGenerator(nn.Module):
         self.image_shape = tuple(image_shape)
         width = hidden_dims[-1] if hidden_dims else latent_dim
         self.net = nn.Sequential(
-            *_hidden_stack(latent_dim, hidden_dims, negative_slope),
+            *hidden_stack(latent_dim, hidden_dims, negative_slope),
             nn.Linear(width, math.prod(self.image_shape)),
             nn.Tanh(),
         )
         if he_uniform_init:
-            _he_uniform_(self)
+            he_uniform_(self)
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
@@ -88,11 +89,11 @@ class MLPDiscriminator(nn.Module):
         width = hidden_dims[-1] if hidden_dims else in_features
         self.net = nn.Sequential(
             nn.Flatten(),
-            *_hidden_stack(in_features, hidden_dims, negative_slope),
+            *hidden_stack(in_features, hidden_dims, negative_slope),
             nn.Linear(width, out_features),
         )
         if he_uniform_init:
-            _he_uniform_(self)
+            he_uniform_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.image_shape:
