@@ -126,3 +126,28 @@ def test_cyclegan_ddp_two_processes_keep_identical_weights_and_metrics(tmp_path)
     assert checkpoint["global_step"] == 2 * 3 * 2
     assert len(checkpoint["image_pools"]["a"]["images"]) == 6  # rank 0's pool: 2 epochs x 3 steps x 1 image
     assert sorted(p.name for p in (folder / "translations").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+
+
+def test_cyclegan_resume_gives_the_same_weights_pools_and_schedule_as_an_uninterrupted_run(tmp_path):
+    # The pools are training state: a resumed run must draw from the same history, and its random
+    # swaps (seeded by step) and crops (seeded by epoch) must match the uninterrupted run's.
+    root = horse2zebra(tmp_path / "horse2zebra", sizes=(3, 3, 2, 2))
+    common = [f"--config={REPO / 'configs' / 'cyclegan_horse2zebra_small.yaml'}", f"--data.root={root}",
+              "--data.load_size=36", "--data.crop_size=32", "--data.batch_size=1", "--model.pool_size=2",
+              "--model.generator_ab.num_blocks=1", "--model.generator_ba.num_blocks=1",
+              "--model.g_lr_scheduler.constant_epochs=1", "--model.g_lr_scheduler.decay_epochs=3",
+              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
+              "--trainer.limit_val_batches=0"]
+    run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'straight'}")
+    run_cli("fit", *common, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'split'}")
+    interrupted = tmp_path / "split" / "version_0" / "checkpoints" / "last.ckpt"
+    run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'split'}",
+            f"--ckpt_path={interrupted}")
+    straight, resumed = (torch.load(path, weights_only=False) for path in
+                         (tmp_path / "straight" / "version_0" / "checkpoints" / "last.ckpt", interrupted))
+    assert straight["global_step"] == resumed["global_step"] == 3 * 3 * 2
+    assert_close(resumed["state_dict"], straight["state_dict"], rtol=0, atol=0)
+    assert_close(resumed["image_pools"], straight["image_pools"], rtol=0, atol=0)
+    assert len(straight["image_pools"]["b"]["images"]) == 2  # full: swaps happened after the first 2 steps
+    g_lr = [s["_last_lr"] for s in straight["lr_schedulers"]]
+    assert g_lr == [s["_last_lr"] for s in resumed["lr_schedulers"]] and g_lr[0] == [2e-4 * (1 - 3 / 4)]
