@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_dgm.callbacks.sample_writer import SampleWriter
+from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.runs import resolve_run_dir, wandb_offline_fallback
 
 #: Datamodule facts that flow into the model and its networks wherever an argument has the name.
@@ -57,7 +58,9 @@ class LightningDGMCLI(LightningCLI):
       system and into each injected network whose constructor takes them;
     * every run writes into its own run folder (see `lightning_dgm.runs`);
     * W&B falls back to offline mode when no API key is configured;
-    * `predict` makes `sample_writer.num_samples` samples and writes them with `SampleWriter`.
+    * `predict` makes `sample_writer.num_samples` samples and writes them with `SampleWriter`;
+      translation systems translate the test split instead (`sample_writer.output_dir`,
+      `write_png` apply; the count is the split's).
     """
 
     def __init__(self, args: Any = None, run: bool = True) -> None:
@@ -135,6 +138,10 @@ class LightningDGMCLI(LightningCLI):
 
     def predict(self, model: L.LightningModule, datamodule: L.LightningDataModule | None = None, **kwargs: Any) -> None:
         writer: SampleWriter = self.config_init[self.subcommand]["sample_writer"]
+        if isinstance(model, TranslationSystem):  # translations of the test split, not samples from noise
+            self.trainer.predict(model, datamodule=datamodule, **kwargs)
+            rank_zero_info(f"Translations of the test split written to {writer.directory(self.trainer)}")
+            return
         loader = writer.dataloader(num_classes=getattr(datamodule, "num_classes", None))
         self.trainer.predict(model, dataloaders=loader, **kwargs)
         rank_zero_info(f"Samples written to {writer.directory(self.trainer)}")

@@ -11,6 +11,7 @@ from torch.testing import assert_close
 
 from lightning_dgm.callbacks import TranslationMetrics
 from lightning_dgm.datamodules import UnpairedDataModule
+from lightning_dgm.datamodules.base import to_signed_unit
 from lightning_dgm.metrics import ImageFeatures
 from lightning_dgm.models import TranslationSystem
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_domain, write_side_by_side
@@ -50,6 +51,15 @@ def test_pix2pix_small_trains_in_bf16_and_tests_from_its_checkpoint(tmp_path):
     tested = test.trainer.callback_metrics
     assert {"test/l1", "test/psnr", "test/ssim"} <= set(tested)
     assert 0 < tested["test/psnr"] < 60 and -1 <= tested["test/ssim"] <= 1
+    # predict translates every test image (center crop) and writes it as predict does samples
+    run_cli("predict", f"--config={config}", f"--data.root={root}", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            f"--trainer.default_root_dir={tmp_path / 'runs'}", *SMALL)
+    written = torch.load(run / "predictions" / "samples.pt")
+    assert set(written) == {"images"} and len(list((run / "predictions").glob("*.png"))) == 2
+    model = test.model.eval()
+    with torch.no_grad():
+        expected = model.translate(to_signed_unit(test.datamodule.test_set.source))
+    assert_close(written["images"], expected.clamp(-1, 1))
 
 
 class Shift(TranslationSystem):

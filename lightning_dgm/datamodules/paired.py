@@ -53,7 +53,7 @@ class PairedDataModule(TranslationDataModule):
             self.train_set = JitteredPairs(*self._inputs_first(self.train_split), self.crop_size, self.flip)
         if stage in ("fit", "validate", None) and self.val_split is not None and self.val_set is None:
             self.val_set = FixedPairs(*map(self.centered, self._inputs_first(self.val_split)))
-        if stage in ("test", None) and self.test_split is not None and self.test_set is None:
+        if stage in ("test", "predict", None) and self.test_split is not None and self.test_set is None:
             self.test_set = FixedPairs(*map(self.centered, self._inputs_first(self.test_split)))
 
     def val_dataloader(self) -> DataLoader | list:
@@ -67,6 +67,11 @@ class PairedDataModule(TranslationDataModule):
             raise ValueError("no test split: set data.test_split to the name of the test split's folder")
         assert self.test_set is not None, "call setup('test') first"
         return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.test_split is None:
+            raise ValueError("predict translates the test split: set data.test_split to the name of its folder")
+        return super().predict_dataloader()
 
 
 class SideBySideDataModule(PairedDataModule):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -127,6 +127,27 @@ class JitteredDomains(JitteredDataset):
     def batch(self, index: Tensor, jitter: Tensor) -> ImagePair:
         a = self._crop(self.source, index % len(self.source), jitter[:, 1:4])
         return ImagePair(a, self._crop(self.target, jitter[:, 0], jitter[:, 4:]))
+
+
+class TranslationRequest(NamedTuple):
+    """A predict batch of a translation datamodule: which test images to translate."""
+
+    index: Tensor  # (N,) int64 position in the test split's source domain
+    source: Tensor  # (N, C, S, S) float32 in [-1, 1]
+
+
+class SourceImages(Dataset):
+    """Every source image of an evaluation split, once, as `TranslationRequest` batches."""
+
+    def __init__(self, pairs: FixedPairs) -> None:
+        self.source = pairs.source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitems__(self, indices: list[int]) -> TranslationRequest:
+        index = torch.tensor(indices)
+        return TranslationRequest(index, to_signed_unit(self.source[index]))
 
 
 class FixedPairs(Dataset):
@@ -274,3 +295,8 @@ class TranslationDataModule(L.LightningDataModule):
             )
         sampler = JitterSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
         return self._loader(self.train_set, sampler=sampler, drop_last=True)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Every source image of the test split (center crops), for `predict` to translate."""
+        assert self.test_set is not None, "call setup('predict') first"
+        return self._loader(SourceImages(self.test_set))

@@ -62,7 +62,7 @@ class UnpairedDataModule(TranslationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_set is None:
             self.train_set = JitteredDomains(*self._inputs_first(self.train_split), self.crop_size, self.flip)
-        if stage in ("fit", "validate", "test", None) and self.test_set is None:
+        if stage in ("fit", "validate", "test", "predict", None) and self.test_set is None:
             self.test_set = FixedPairs(*map(self.centered, self._inputs_first(self.test_split)))
             self.val_set = self.test_set
 

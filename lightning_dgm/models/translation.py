@@ -7,7 +7,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from lightning_dgm.datamodules.base import ImagePair
-from lightning_dgm.models.base import AdversarialSystem
+from lightning_dgm.datamodules.translation import TranslationRequest
+from lightning_dgm.models.base import AdversarialSystem, Samples
 
 
 def to_unit(images: Tensor) -> Tensor:
@@ -16,7 +17,8 @@ def to_unit(images: Tensor) -> Tensor:
 
 
 class TranslationSystem(AdversarialSystem):
-    """Base of translation systems: they map images to images, so they have no `sample(n)`.
+    """Base of translation systems: they map images to images, so they have no `sample(n)`;
+    `predict` translates the datamodule's test split instead (`predict_step`).
 
     Subclasses implement `translate(source)` and `translation_columns(batch)`.
     """
@@ -31,6 +33,10 @@ class TranslationSystem(AdversarialSystem):
 
     def sample(self, n: int, *, labels: Tensor | None = None, generator=None) -> Tensor:
         raise TypeError(
-            f"{type(self).__name__} translates images and draws none from noise: call translate(images) "
-            f"(validate/test report its metrics; the translation grid callback writes its pictures)"
+            f"{type(self).__name__} translates images and draws none from noise: call translate(images), "
+            f"or run `predict` to translate the datamodule's test split"
         )
+
+    def predict_step(self, batch: TranslationRequest) -> Samples:
+        """Translations of the test images `batch.source`, numbered by their place in the split."""
+        return Samples(batch.index, self.translate(batch.source), None)
