@@ -71,6 +71,31 @@ def keep_batch(batch: ImageBatch) -> ImageBatch:
     return batch
 
 
+def batch_loader(dataset: Dataset, batch_size: int, num_workers: int, **kwargs) -> DataLoader:
+    """A DataLoader over a dataset whose `__getitems__` returns whole batches."""
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
+                      collate_fn=keep_batch, **kwargs)
+
+
+def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset,
+                          sampler_class: type[DistributedSampler] = DistributedSampler) -> DataLoader:
+    """The training loader of a datamodule with `batch_size`, `num_workers` and `seed`: this rank's
+    shard of `dataset`, reshuffled per (seed, epoch), full batches only.
+
+    A DistributedSampler even on one process: Lightning calls its set_epoch, which seeds the
+    shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place.
+    """
+    trainer = datamodule.trainer
+    world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+    if len(dataset) < datamodule.batch_size * world_size:
+        raise ValueError(
+            f"{type(datamodule).__name__}: {len(dataset)} training items cannot fill one batch of "
+            f"{datamodule.batch_size} on each of {world_size} process(es); lower data.batch_size"
+        )
+    sampler = sampler_class(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=datamodule.seed)
+    return batch_loader(dataset, datamodule.batch_size, datamodule.num_workers, sampler=sampler, drop_last=True)
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base for image data held in memory: subclasses say how to load the train and test splits.
 
@@ -121,29 +146,12 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", None) and self.test_set is None:
             self.test_set = TensorImageDataset(*self.load_test())
 
-    def _loader(self, dataset: TensorImageDataset, **kwargs) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=keep_batch,
-            **kwargs,
-        )
+    def _loader(self, dataset: TensorImageDataset) -> DataLoader:
+        return batch_loader(dataset, self.batch_size, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"
-        world_size = self.trainer.world_size if self.trainer else 1
-        rank = self.trainer.global_rank if self.trainer else 0
-        if len(self.train_set) < self.batch_size * world_size:
-            raise ValueError(
-                f"{type(self).__name__}: {len(self.train_set)} training images cannot fill one batch of "
-                f"{self.batch_size} on each of {world_size} process(es); lower data.batch_size"
-            )
-        # A DistributedSampler even on one process: Lightning calls its set_epoch, which seeds the
-        # shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place.
-        sampler = DistributedSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+        return shuffled_train_loader(self, self.train_set)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup('fit') first"

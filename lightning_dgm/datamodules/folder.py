@@ -24,7 +24,7 @@ IMAGE_EXTENSIONS = IMG_EXTENSIONS  # torchvision's: .jpg .jpeg .png .ppm .bmp .p
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _MARKER = ".extracted"  # written into an extracted archive's folder once every file is out
 _CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not served
-_LOOKED_FOR = ", ".join(f"*{extension}" for extension in IMAGE_EXTENSIONS)
+LOOKED_FOR = ", ".join(f"*{extension}" for extension in IMAGE_EXTENSIONS)  # for "no images (...)" errors
 
 
 def _visible(name: str) -> bool:
@@ -34,6 +34,18 @@ def _visible(name: str) -> bool:
 
 def _is_image(name: str) -> bool:
     return _visible(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def images_below(top: str) -> list[str]:
+    """Paths of the visible images in folder `top` and its visible subfolders, relative to `top`
+    ("a.png", "sub/b.png"), unsorted."""
+    # Plain strings, not Paths: pathlib's parsing and comparisons cost seconds on 60,000 files.
+    found = []
+    for parent, folders, files in os.walk(top, followlinks=True):
+        folders[:] = [child for child in folders if _visible(child)]
+        prefix = parent[len(top) :].lstrip(os.sep)  # "" at top, else "<subfolders>"
+        found += [os.path.join(prefix, file) for file in files if _is_image(file)]
+    return found
 
 
 def find_classes(folder: Path) -> list[str] | None:
@@ -50,25 +62,20 @@ def find_classes(folder: Path) -> list[str] | None:
             f"move the images into class folders, or keep only images there"
         )
     if not classes and not loose:
-        raise FileNotFoundError(f"no images ({_LOOKED_FOR}) found in {folder}; add images or class folders of images")
+        raise FileNotFoundError(f"no images ({LOOKED_FOR}) found in {folder}; add images or class folders of images")
     return classes or None
 
 
 def find_images(folder: Path, classes: list[str] | None) -> list[tuple[str, int]]:
     """(path relative to `folder`, label) pairs in a fixed order: class by class, sorted by path within each."""
-    # Plain strings, not Paths: pathlib's parsing and comparisons cost seconds on 60,000 files.
     if classes is None:
         return [(name, 0) for name in sorted(e.name for e in os.scandir(folder) if e.is_file() and _is_image(e.name))]
     images = []
     for label, name in enumerate(classes):
-        found, top = [], os.path.join(folder, name)
-        for parent, folders, files in os.walk(top, followlinks=True):
-            folders[:] = [child for child in folders if _visible(child)]
-            prefix = name + parent[len(top) :] + os.sep  # parent is top or top/<subfolders>
-            found += [prefix + file for file in files if _is_image(file)]
+        found = [os.path.join(name, path) for path in images_below(os.path.join(folder, name))]
         if not found:
             raise FileNotFoundError(
-                f"no images ({_LOOKED_FOR}) found in class folder {folder / name}; add images or remove the folder"
+                f"no images ({LOOKED_FOR}) found in class folder {folder / name}; add images or remove the folder"
             )
         images += [(path, label) for path in sorted(found)]
     return images

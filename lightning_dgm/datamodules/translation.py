@@ -18,11 +18,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lightning_dgm.datamodules.base import ImagePair, keep_batch, to_signed_unit
-from lightning_dgm.datamodules.folder import IMAGE_EXTENSIONS, read_image
+from lightning_dgm.datamodules.base import ImagePair, batch_loader, shuffled_train_loader, to_signed_unit
+from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_image
 
 Direction = Literal["AtoB", "BtoA"]
-_LOOKED_FOR = ", ".join(f"*{extension}" for extension in IMAGE_EXTENSIONS)
 
 
 def crop(images: Tensor, index: Tensor, top: Tensor, left: Tensor, flip: Tensor, size: int) -> Tensor:
@@ -237,17 +236,9 @@ class TranslationDataModule(L.LightningDataModule):
         if not path.is_dir():
             holds = ", ".join(sorted(name for name in os.listdir(root) if not name.startswith("."))) or "nothing"
             raise FileNotFoundError(f"{path} not found (data.root holds {holds}); put {what} there")
-        found = []
-        for parent, folders, files in os.walk(path, followlinks=True):
-            folders[:] = [name for name in folders if not name.startswith(".")]
-            prefix = os.path.relpath(parent, path)
-            found += [
-                os.path.normpath(os.path.join(prefix, name))
-                for name in files
-                if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-            ]
+        found = images_below(str(path))
         if not found:
-            raise FileNotFoundError(f"no images ({_LOOKED_FOR}) in {path}; put {what} there")
+            raise FileNotFoundError(f"no images ({LOOKED_FOR}) in {path}; put {what} there")
         return sorted(found)
 
     def folder(self, name: str) -> Path:
@@ -274,27 +265,12 @@ class TranslationDataModule(L.LightningDataModule):
         return TF.center_crop(images, [self.crop_size, self.crop_size]).contiguous()
 
     # -- loaders ------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=keep_batch,
-            **kwargs,
-        )
+    def _loader(self, dataset: Dataset) -> DataLoader:
+        return batch_loader(dataset, self.batch_size, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"
-        world_size = self.trainer.world_size if self.trainer else 1
-        rank = self.trainer.global_rank if self.trainer else 0
-        if len(self.train_set) < self.batch_size * world_size:
-            raise ValueError(
-                f"{type(self).__name__}: {len(self.train_set)} training items cannot fill one batch of "
-                f"{self.batch_size} on each of {world_size} process(es); lower data.batch_size"
-            )
-        sampler = JitterSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(self.train_set, sampler=sampler, drop_last=True)
+        return shuffled_train_loader(self, self.train_set, JitterSampler)
 
     def predict_dataloader(self) -> DataLoader:
         """Every source image of the test split (center crops), for `predict` to translate."""
