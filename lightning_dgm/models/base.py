@@ -83,6 +83,18 @@ class AdversarialSystem(GenerativeSystem):
         schedulers = [make(opt) for make, opt in ((self.g_lr_scheduler, g_opt), (self.d_lr_scheduler, d_opt)) if make]
         return [g_opt, d_opt], schedulers
 
+    def log_discriminator(self, d_loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
+        """Logs a D step: `d_loss` and what D says of real and fake images on average (`d_real`,
+        `d_fake`: probabilities for BCE losses, raw scores otherwise; see the system's `loss`)."""
+        self.log_dict(
+            {
+                "d_loss": d_loss.detach(),
+                "d_real": self.loss.output(real_logits.detach()).mean(),
+                "d_fake": self.loss.output(fake_logits.detach()).mean(),
+            },
+            prog_bar=True,
+        )
+
     def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
         """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""
         optimizer.zero_grad(set_to_none=True)

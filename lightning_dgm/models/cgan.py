@@ -113,14 +113,7 @@ class ConditionalGAN(GAN):
                 # Real and fake image i share label i, so interpolates (WGAN-GP) keep that label.
                 d_loss = d_loss + self.penalty(lambda x: self.discriminator(x, labels), real, fake, generator=rng)
             self.optimizer_step_on(d_opt, d_loss)
-        self.log_dict(
-            {
-                "d_loss": d_loss.detach(),
-                "d_real": self.loss.output(real_logits.detach()).mean(),
-                "d_fake": self.loss.output(fake_logits.detach()).mean(),
-            },
-            prog_bar=True,
-        )
+        self.log_discriminator(d_loss, real_logits, fake_logits)
 
     def _generator_step(self, fake: Tensor, labels: Tensor) -> None:
         g_opt, d_opt = self.optimizers()

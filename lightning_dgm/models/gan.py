@@ -99,14 +99,7 @@ class GAN(AdversarialSystem):
             if self.penalty is not None:
                 d_loss = d_loss + self.penalty(self.discriminator, real, fake, generator=rng)
             self.optimizer_step_on(d_opt, d_loss)
-        self.log_dict(
-            {
-                "d_loss": d_loss.detach(),
-                "d_real": self.loss.output(real_logits.detach()).mean(),
-                "d_fake": self.loss.output(fake_logits.detach()).mean(),
-            },
-            prog_bar=True,
-        )
+        self.log_discriminator(d_loss, real_logits, fake_logits)
 
     def _generator_step(self, fake: Tensor) -> None:
         g_opt, d_opt = self.optimizers()

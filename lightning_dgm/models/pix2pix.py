@@ -83,14 +83,7 @@ class Pix2Pix(TranslationSystem):
             real_logits, fake_logits = self.judge(source, real), self.judge(source, fake)
             d_loss = 0.5 * self.loss.d_loss(real_logits, fake_logits)
             self.optimizer_step_on(d_opt, d_loss)
-        self.log_dict(
-            {
-                "d_loss": d_loss.detach(),
-                "d_real": self.loss.output(real_logits.detach()).mean(),
-                "d_fake": self.loss.output(fake_logits.detach()).mean(),
-            },
-            prog_bar=True,
-        )
+        self.log_discriminator(d_loss, real_logits, fake_logits)
 
     def _generator_step(self, source: Tensor, real: Tensor, fake: Tensor) -> None:
         g_opt, d_opt = self.optimizers()
