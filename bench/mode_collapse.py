@@ -48,16 +48,31 @@ METRICS = ("val/modes_covered", "val/high_quality_pct", "val/reverse_kl")
 
 
 def run_one(config: str, extra: list[str], seed: int, root: Path, max_epochs: int | None) -> dict[str, float]:
-    folder = root / f"{Path(config).stem}{'_ring' if extra == RING else ''}" / f"seed_{seed}{f'_epochs_{max_epochs}' if max_epochs else ''}"
+    folder = (
+        root
+        / f"{Path(config).stem}{'_ring' if extra == RING else ''}"
+        / f"seed_{seed}{f'_epochs_{max_epochs}' if max_epochs else ''}"
+    )
     done = folder / "result.json"
     if done.exists():  # a finished run is reused, so an interrupted benchmark picks up where it stopped
         return json.loads(done.read_text())
     for old in folder.glob("version_*"):  # an unfinished run starts over
         shutil.rmtree(old)
-    args = [sys.executable, "-m", "lightning_dgm", "fit", f"--config={REPO / 'configs' / config}", *extra,
-            f"--seed_everything={seed}", f"--data.seed={seed}", f"--trainer.default_root_dir={folder}",
-            "--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=.",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    args = [
+        sys.executable,
+        "-m",
+        "lightning_dgm",
+        "fit",
+        f"--config={REPO / 'configs' / config}",
+        *extra,
+        f"--seed_everything={seed}",
+        f"--data.seed={seed}",
+        f"--trainer.default_root_dir={folder}",
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir=.",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
     if max_epochs is not None and config.endswith("gan.yaml"):  # baselines fit in one pass
         args.append(f"--trainer.max_epochs={max_epochs}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
@@ -87,20 +102,26 @@ def main() -> None:
     start = time.perf_counter()
     jobs = [(data, model, config, extra, seed) for data, model, config, extra in RUNS for seed in range(options.seeds)]
     with ThreadPoolExecutor(options.jobs) as pool:
-        futures = [pool.submit(run_one, config, extra, seed, options.root.resolve(), options.max_epochs)
-                   for _, _, config, extra, seed in jobs]
+        futures = [
+            pool.submit(run_one, config, extra, seed, options.root.resolve(), options.max_epochs)
+            for _, _, config, extra, seed in jobs
+        ]
         results = [future.result() for future in futures]
 
-    print(f"\nMode coverage, {options.seeds} seeds (mean ± sd), 2,500 samples per run; "
-          f"{time.perf_counter() - start:.0f} s wall on {os.cpu_count()} CPU cores\n")
+    print(
+        f"\nMode coverage, {options.seeds} seeds (mean ± sd), 2,500 samples per run; "
+        f"{time.perf_counter() - start:.0f} s wall on {os.cpu_count()} CPU cores\n"
+    )
     print("| data | model | modes covered | high-quality % | reverse KL | published: modes / high-quality / KL |")
     print("|---|---|---|---|---|---|")
-    for data, model, config, extra in RUNS:
+    for data, model, _config, _extra in RUNS:
         mine = [r for (d, m, c, e, s), r in zip(jobs, results) if (d, m) == (data, model)]
         cells = [summary([r[key] for r in mine], digits) for key, digits in zip(METRICS, (1, 1, 2))]
         print(f"| {data} | {model} | {' | '.join(cells)} | {PUBLISHED.get((data, model), '—')} |")
-    command = " ".join(["python bench/mode_collapse.py", f"--seeds {options.seeds}"]
-                       + ([f"--max_epochs {options.max_epochs}"] if options.max_epochs else []))
+    command = " ".join(
+        ["python bench/mode_collapse.py", f"--seeds {options.seeds}"]
+        + ([f"--max_epochs {options.max_epochs}"] if options.max_epochs else [])
+    )
     print(f"\nReproduce: {command}")
 
 

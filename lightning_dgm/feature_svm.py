@@ -36,7 +36,6 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import lightning as L
 import numpy as np
@@ -66,11 +65,15 @@ def conv_discriminator(model: nn.Module) -> nn.Module:
     name = type(model).__name__
     discriminator = getattr(model, "discriminator", None)
     if not isinstance(discriminator, nn.Module):
-        raise ValueError(f"{name} has no discriminator: the feature-SVM evaluation needs a GAN checkpoint whose "
-                         f"discriminator is convolutional (e.g. lightning_dgm.nets.DCGANDiscriminator)")
+        raise ValueError(
+            f"{name} has no discriminator: the feature-SVM evaluation needs a GAN checkpoint whose "
+            f"discriminator is convolutional (e.g. lightning_dgm.nets.DCGANDiscriminator)"
+        )
     if not callable(getattr(discriminator, "features", None)):
-        raise ValueError(f"{name}'s discriminator {type(discriminator).__name__} has no conv feature maps (no "
-                         f"features(x) method): use a GAN with a conv discriminator such as DCGANDiscriminator")
+        raise ValueError(
+            f"{name}'s discriminator {type(discriminator).__name__} has no conv feature maps (no "
+            f"features(x) method): use a GAN with a conv discriminator such as DCGANDiscriminator"
+        )
     return discriminator
 
 
@@ -219,16 +222,28 @@ def _data_from_run_config(argv: list[str]) -> list[str]:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m lightning_dgm.feature_svm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint of a GAN with a conv discriminator")
-    parser.add_argument("--config", type=Optional[str], default=None,
-                        help="the run's config.yaml (for its data section); default: <run folder>/config.yaml")
-    parser.add_argument("--num_labels", type=Optional[int], default=None,
-                        help="class-balanced labelled train images for the SVM (1000 for SVHN); None: all of them")
-    parser.add_argument("--C", type=Union[float, list[float]], default=list(DEFAULT_C),
-                        help="SVM regularisation, or a grid to choose from on the validation split")
+    parser.add_argument(
+        "--config",
+        type=str | None,
+        default=None,
+        help="the run's config.yaml (for its data section); default: <run folder>/config.yaml",
+    )
+    parser.add_argument(
+        "--num_labels",
+        type=int | None,
+        default=None,
+        help="class-balanced labelled train images for the SVM (1000 for SVHN); None: all of them",
+    )
+    parser.add_argument(
+        "--C",
+        type=float | list[float],
+        default=list(DEFAULT_C),
+        help="SVM regularisation, or a grid to choose from on the validation split",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the random-D init, the label draw and the SVM")
     parser.add_argument("--batch_size", type=int, default=256, help="images per feature-extraction batch")
     parser.add_argument("--device", type=str, default="auto", help="cpu, cuda, cuda:1, ...; auto: cuda when available")
-    parser.add_argument("--output", type=Optional[str], default=None, help="also write the results to this JSON file")
+    parser.add_argument("--output", type=str | None, default=None, help="also write the results to this JSON file")
     parser.add_subclass_arguments(L.LightningDataModule, "data", help="default: the run config's data section")
     return parser
 
@@ -241,8 +256,10 @@ def _splits(datamodule: L.LightningDataModule, image_shape: tuple | None, num_la
     if getattr(datamodule, "num_classes", None) is None:
         raise ValueError(f"{name} serves no class labels, which the SVM needs: use a labelled data set")
     if image_shape is not None and tuple(datamodule.image_shape) != tuple(image_shape):
-        raise ValueError(f"{name} serves images of shape {tuple(datamodule.image_shape)} but the discriminator was "
-                         f"built for {tuple(image_shape)}: use the run's config, or fix the --data.* overrides")
+        raise ValueError(
+            f"{name} serves images of shape {tuple(datamodule.image_shape)} but the discriminator was "
+            f"built for {tuple(image_shape)}: use the run's config, or fix the --data.* overrides"
+        )
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
@@ -261,8 +278,15 @@ def _table(rows: list[dict]) -> str:
 
     header = ("discriminator", "features", "train labels", "C", "val acc", "test acc", "test error")
     lines = [header] + [
-        (r["discriminator"], str(r["features"]), str(r["train_labels"]), f"{r['C']:g}", percent(r["val_accuracy"]),
-         percent(r["test_accuracy"]), percent(1 - r["test_accuracy"]))
+        (
+            r["discriminator"],
+            str(r["features"]),
+            str(r["train_labels"]),
+            f"{r['C']:g}",
+            percent(r["val_accuracy"]),
+            percent(r["test_accuracy"]),
+            percent(1 - r["test_accuracy"]),
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -289,14 +313,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
             torch.manual_seed(args.seed)  # data drawn as it is served (dynamic binarisation): same for both Ds
             features[split] = extract_features(discriminator, dataset, args.batch_size, device)
         result = evaluate_svm(features["train"], features["test"], Cs, features.get("val"), seed=args.seed)
-        rows.append({"discriminator": name, "features": features["train"][0].shape[1],
-                     "train_labels": len(splits["train"]), **asdict(result)})
+        rows.append(
+            {
+                "discriminator": name,
+                "features": features["train"][0].shape[1],
+                "train_labels": len(splits["train"]),
+                **asdict(result),
+            }
+        )
 
     command = shlex.join(["python", "-m", "lightning_dgm.feature_svm", *argv])
     sizes = ", ".join(f"{split} {len(dataset)}" for split, dataset in splits.items())
     chosen = f"C chosen from {sorted(Cs)} by val accuracy" if len(Cs) > 1 else f"C = {Cs[0]:g}"
-    print(f"DCGAN feature-learning evaluation: D conv features max-pooled to {POOLED_SIDE}x{POOLED_SIDE}, "
-          f"StandardScaler + L2-SVM (LinearSVC); {chosen}")
+    print(
+        f"DCGAN feature-learning evaluation: D conv features max-pooled to {POOLED_SIDE}x{POOLED_SIDE}, "
+        f"StandardScaler + L2-SVM (LinearSVC); {chosen}"
+    )
     print(f"data: {type(datamodule).__name__} ({sizes} images)")
     print(_table(rows))
     edges = {row["C"] for row in rows} & ({min(Cs), max(Cs)} if len(Cs) > 1 else set())

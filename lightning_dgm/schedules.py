@@ -18,8 +18,9 @@ class LinearDecayLR(LambdaLR):
     The papers' 200 epochs are constant_epochs=100, decay_epochs=100.
     """
 
-    def __init__(self, optimizer: Optimizer, constant_epochs: int = 100, decay_epochs: int = 100,
-                 last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, constant_epochs: int = 100, decay_epochs: int = 100, last_epoch: int = -1
+    ) -> None:
         if constant_epochs < 0 or decay_epochs < 0:
             raise ValueError(f"constant_epochs and decay_epochs must be >= 0, got {constant_epochs}, {decay_epochs}")
         self.constant_epochs, self.decay_epochs = constant_epochs, decay_epochs

@@ -91,12 +91,15 @@ def test_importance_weighting_tightens_the_bound():
     with torch.no_grad():  # a worse encoder: shifted means, too-wide variances
         model.encoder.net[1].bias.add_(torch.tensor([0.8, -0.8, 1.0, 1.0]))
     x = torch.randn(200, 1, 2, 2)
-    exact = D.MultivariateNormal(model.decoder.net[0].bias, model.decoder.net[0].weight @ model.decoder.net[0].weight.T
-                                 + 0.25 * torch.eye(4)).log_prob(x.flatten(1))
+    exact = D.MultivariateNormal(
+        model.decoder.net[0].bias, model.decoder.net[0].weight @ model.decoder.net[0].weight.T + 0.25 * torch.eye(4)
+    ).log_prob(x.flatten(1))
     with torch.no_grad():
         recon_nll, kl, _ = model._terms(x, torch.Generator().manual_seed(0))
     elbo = -(recon_nll + kl).mean()
-    iw = [model.importance_weighted_log_likelihood(x, k, torch.Generator().manual_seed(2)).mean() for k in (1, 50, 2000)]
+    iw = [
+        model.importance_weighted_log_likelihood(x, k, torch.Generator().manual_seed(2)).mean() for k in (1, 50, 2000)
+    ]
     assert elbo < iw[1] < iw[2] < exact.mean() + 1e-3
     assert exact.mean() - iw[2] < 0.1 * (exact.mean() - elbo)  # k = 2000 closes most of the gap
 
@@ -139,11 +142,20 @@ def test_autoencoder_samples_from_a_gaussian_fit_to_its_training_codes(tmp_path)
     """With a learning rate of 0 the codes of the epoch are those of the fixed encoder, so the
     fitted Gaussian must be exactly their mean and covariance."""
     L.seed_everything(0)
-    model = AutoEncoder(MLPEncoder((1, 8, 8), (16,), latent_dim=3), MLPDecoder(3, (16,), (1, 8, 8)),
-                        optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
+    model = AutoEncoder(
+        MLPEncoder((1, 8, 8), (16,), latent_dim=3),
+        MLPDecoder(3, (16,), (1, 8, 8)),
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.0),
+    )
     data = digits()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
     trainer.fit(model, data)
     seen = len(data.train_set) // data.batch_size * data.batch_size  # drop_last
     order = list(iter(trainer.train_dataloader.sampler))[:seen]
@@ -151,8 +163,9 @@ def test_autoencoder_samples_from_a_gaussian_fit_to_its_training_codes(tmp_path)
         codes = model.encoder(data.train_set.__getitems__(order).image).double()
     cov = torch.cov(codes.T, correction=0)
     assert_close(model.code_mean.double(), codes.mean(0), atol=1e-5, rtol=1e-5)
-    assert_close((model.code_scale_tril @ model.code_scale_tril.T).double(), cov + 1e-5 * torch.eye(3),
-                 atol=1e-5, rtol=1e-4)
+    assert_close(
+        (model.code_scale_tril @ model.code_scale_tril.T).double(), cov + 1e-5 * torch.eye(3), atol=1e-5, rtol=1e-4
+    )
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 1, 8, 8) and samples.abs().max() <= 1
 
@@ -171,8 +184,9 @@ def test_corruptions():
 
 def test_denoising_autoencoder_trains_on_corrupted_inputs_and_clean_targets(tmp_path):
     L.seed_everything(0)
-    dae = DenoisingAutoEncoder(MLPEncoder((1, 8, 8), (32,), latent_dim=8), MLPDecoder(8, (32,), (1, 8, 8)),
-                               corruption=MaskingCorruption(0.5))
+    dae = DenoisingAutoEncoder(
+        MLPEncoder((1, 8, 8), (32,), latent_dim=8), MLPDecoder(8, (32,), (1, 8, 8)), corruption=MaskingCorruption(0.5)
+    )
     batch = next(iter(_loader()))
     x = batch.image
     torch.manual_seed(3)
@@ -203,7 +217,10 @@ def test_mnist_binarized(mnist_root):
     assert (first[grey == 1] == 1).all() and (first[grey == -1] == -1).all()
     many = torch.stack([data.train_set.__getitems__(index).image for _ in range(400)]).mean(0)
     assert (many - grey).abs().mean() < 0.05  # E[pixel] = intensity; one pixel's mean has sd <= 0.05
-    assert set(data.val_set.images.unique().tolist()) <= {0, 255} and set(data.test_set.images.unique().tolist()) <= {0, 255}
+    assert set(data.val_set.images.unique().tolist()) <= {0, 255} and set(data.test_set.images.unique().tolist()) <= {
+        0,
+        255,
+    }
     again = MNISTDataModule(data_dir=str(mnist_root), download=False, val_size=16, binarize=True)
     again.setup("test")
     assert torch.equal(again.test_set.images, data.test_set.images)  # fixed draw for evaluation
@@ -211,11 +228,16 @@ def test_mnist_binarized(mnist_root):
 
 def test_vae_loss_is_negative_elbo_and_decreases(tmp_path):
     L.seed_everything(0)
-    model = VAE(MLPEncoder((1, 8, 8), (64,), latent_dim=4, gaussian_posterior=True), MLPDecoder(4, (64,), (1, 8, 8)),
-                likelihood=GaussianLikelihood(0.2), iw_samples=20)
+    model = VAE(
+        MLPEncoder((1, 8, 8), (64,), latent_dim=4, gaussian_posterior=True),
+        MLPDecoder(4, (64,), (1, 8, 8)),
+        likelihood=GaussianLikelihood(0.2),
+        iw_samples=20,
+    )
     data = digits()
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
     before = trainer.validate(model, data, verbose=False)[0]
     trainer.fit(model, data)
     after = trainer.validate(model, data, verbose=False)[0]
@@ -233,8 +255,12 @@ def test_linear_probe_sees_the_same_binarized_images_whatever_the_rng(mnist_root
     for seed in (1, 2):
         torch.manual_seed(seed)  # training leaves the global RNG anywhere
         data = MNISTDataModule(data_dir=str(mnist_root), download=False, val_size=16, batch_size=16, binarize=True)
-        trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
-                            callbacks=[LatentClassifier(max_train=80)])
+        trainer = L.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            default_root_dir=tmp_path,
+            callbacks=[LatentClassifier(max_train=80)],
+        )
         scores.append(trainer.test(model, data, verbose=False)[0])
     assert scores[0]["test/pixel_accuracy"] == scores[1]["test/pixel_accuracy"]
     assert scores[0]["test/latent_accuracy"] == scores[1]["test/latent_accuracy"]

@@ -34,8 +34,10 @@ def test_multinomial_counts_every_value_of_every_dimension():
     x = torch.tensor([[-1.0, 1.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])  # values on 3 levels
     model = fitted(Multinomial, x, num_values=3)
     assert_close(model.probs, torch.tensor([[0.75, 0.0, 0.25], [0.0, 0.75, 0.25]], dtype=torch.float64))
-    assert_close(model.log_prob(x.double()), torch.log(torch.tensor([0.75 * 0.25, 0.75 * 0.75, 0.25 * 0.75, 0.75 * 0.75],
-                                                                   dtype=torch.float64)))
+    assert_close(
+        model.log_prob(x.double()),
+        torch.log(torch.tensor([0.75 * 0.25, 0.75 * 0.75, 0.25 * 0.75, 0.75 * 0.75], dtype=torch.float64)),
+    )
     smoothed = fitted(Multinomial, x, num_values=3, pseudocount=1.0)
     assert_close(smoothed.probs[0], torch.tensor([4 / 7, 1 / 7, 2 / 7], dtype=torch.float64))
 
@@ -59,7 +61,9 @@ def test_multinomial_samples_follow_the_table_and_only_seen_values():
 
 def test_gaussian_is_the_maximum_likelihood_fit():
     torch.manual_seed(0)
-    x = torch.randn(500, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.2]]) + torch.tensor([1.0, -2.0, 0.5])
+    x = torch.randn(500, 3) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.2]]) + torch.tensor(
+        [1.0, -2.0, 0.5]
+    )
     model = fitted(Gaussian, x, jitter=0.0, value_range=None)
     assert_close(model.mean, x.double().mean(dim=0))
     assert_close(model.covariance, torch.cov(x.double().T, correction=0))  # divided by N: maximum likelihood
@@ -83,9 +87,16 @@ def test_unfit_models_and_labels_are_clear_errors():
 
 @pytest.mark.parametrize("config", ["multinomial_mnist.yaml", "gaussian_mnist.yaml"])
 def test_mnist_baselines_fit_evaluate_and_sample_through_the_cli(config, mnist_root, tmp_path):
-    cli = run_cli("fit", f"--config={REPO / 'configs' / config}", f"--trainer.default_root_dir={tmp_path}",
-                  f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16",
-                  "--data.batch_size=16", *QUIET)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs' / config}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.data_dir={mnist_root}",
+        "--data.download=false",
+        "--data.val_size=16",
+        "--data.batch_size=16",
+        *QUIET,
+    )
     model = cli.model
     assert int(model.num_fitted) == 80 and cli.trainer.global_step == 0  # every train image counted, no optimizer
     images = cli.datamodule.train_set.images
@@ -100,14 +111,21 @@ def test_mnist_baselines_fit_evaluate_and_sample_through_the_cli(config, mnist_r
     run = tmp_path / "version_0"
     assert (run / "samples" / "epoch_000.png").is_file()
     loaded = type(model).load_from_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert_close(loaded.sample(4, generator=torch.Generator().manual_seed(0)),
-                 model.sample(4, generator=torch.Generator().manual_seed(0)))
+    assert_close(
+        loaded.sample(4, generator=torch.Generator().manual_seed(0)),
+        model.sample(4, generator=torch.Generator().manual_seed(0)),
+    )
 
 
 @pytest.mark.parametrize("config", ["toy_grid_gaussian.yaml", "toy_grid_multinomial.yaml"])
 def test_toy_baselines_are_scored_like_the_gans(config, tmp_path):
-    cli = run_cli("fit", f"--config={REPO / 'configs' / config}", f"--trainer.default_root_dir={tmp_path}",
-                  "--data.num_train=5000", *QUIET)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs' / config}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--data.num_train=5000",
+        *QUIET,
+    )
     metrics = cli.trainer.callback_metrics
     assert int(cli.model.num_fitted) == 5000
     if isinstance(cli.model, Gaussian):  # one broad blob: almost nothing lands on a mode
@@ -115,4 +133,3 @@ def test_toy_baselines_are_scored_like_the_gans(config, tmp_path):
     else:  # the grid is a product of its marginals, which is all an independent table can fit
         assert metrics["val/modes_covered"] == 25 and metrics["val/high_quality_pct"] > 90
     assert (tmp_path / "version_0" / "points" / "epoch_000.png").is_file()
-

@@ -23,13 +23,20 @@ from lightning_dgm.nets import (
 from tests.helpers import REPO, run_cli, write_cifar10
 
 SHAPE = (1, 28, 28)
-FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
 
 
 def mlp_nets(num_classes=10):
-    return (ConditionalMLPGenerator(8, num_classes, 4, [16], SHAPE),
-            ConditionalMLPDiscriminator(SHAPE, num_classes, 4, [16]))
+    return (
+        ConditionalMLPGenerator(8, num_classes, 4, [16], SHAPE),
+        ConditionalMLPDiscriminator(SHAPE, num_classes, 4, [16]),
+    )
 
 
 def projection_nets(num_classes=10):
@@ -90,8 +97,14 @@ class RecordingCGAN(ConditionalGAN):
 
 def fit(model, batches=3, batch_size=8, val_batches=1) -> L.Trainer:
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=batches, limit_val_batches=val_batches, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=val_batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(model, DigitsDataModule(image_size=28, batch_size=batch_size))
     return trainer
@@ -117,7 +130,7 @@ def test_fakes_take_the_labels_of_the_real_batch():
     for i, labels in enumerate(model.batch_labels):
         assert torch.equal(g.labels[i], labels)  # one G forward per batch serves both steps
         # D: real, fake, the penalty's interpolates, then the G step's fakes: all with the batch's labels
-        assert all(torch.equal(seen, labels) for seen in d.labels[4 * i: 4 * i + 4])
+        assert all(torch.equal(seen, labels) for seen in d.labels[4 * i : 4 * i + 4])
     # a G batch of another size draws its labels from the real batch (the data's class prior)
     g2, d2 = projection_nets()
     model = RecordingCGAN(generator=Recorder(g2), discriminator=d2, num_classes=10, g_batch_size=20)
@@ -206,9 +219,17 @@ def test_cgan_mnist_config_trains_and_predict_writes_labels(mnist_root, tmp_path
     assert fit.trainer.global_step == 4  # 2 batches, one D and one G step each
     run = tmp_path / "version_0"
     assert Image.open(run / "samples" / "epoch_000.png").size == (10 * 30 + 2,) * 2  # 10 per class, 10 classes
-    run_cli("predict", config, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *data,
-            f"--trainer.default_root_dir={tmp_path}", "--sample_writer.num_samples=25", "--sample_writer.batch_size=10",
-            "--sample_writer.write_png=false", "--trainer.enable_progress_bar=false")
+    run_cli(
+        "predict",
+        config,
+        f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        *data,
+        f"--trainer.default_root_dir={tmp_path}",
+        "--sample_writer.num_samples=25",
+        "--sample_writer.batch_size=10",
+        "--sample_writer.write_png=false",
+        "--trainer.enable_progress_bar=false",
+    )
     samples = torch.load(run / "predictions" / "samples.pt")
     assert set(samples) == {"images", "labels"}
     assert torch.equal(samples["labels"], torch.arange(25) % 10)  # balanced, cycling through the classes
@@ -220,9 +241,16 @@ def test_cgan_mnist_config_trains_and_predict_writes_labels(mnist_root, tmp_path
 
 def test_cgan_cifar10_config_trains_with_linked_classes(tmp_path):
     write_cifar10(tmp_path / "cifar")
-    cli = run_cli("fit", f"--config={REPO / 'configs/cgan_cifar10.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-                  f"--data.data_dir={tmp_path / 'cifar'}", "--data.download=false", "--data.val_size=16",
-                  "--data.batch_size=16", *FAST)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/cgan_cifar10.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--data.data_dir={tmp_path / 'cifar'}",
+        "--data.download=false",
+        "--data.val_size=16",
+        "--data.batch_size=16",
+        *FAST,
+    )
     model = cli.model
     assert isinstance(model.discriminator, ProjectionDCGANDiscriminator) and cli.trainer.global_step == 4
     assert model.num_classes == model.generator.num_classes == model.discriminator.num_classes == 10
@@ -232,8 +260,14 @@ def test_cgan_cifar10_config_trains_with_linked_classes(tmp_path):
 
 def test_bf16_mixed_precision_trains(mnist_root, tmp_path):
     data = [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16", "--data.batch_size=16"]
-    cli = run_cli("fit", f"--config={REPO / 'configs/cgan_mnist.yaml'}", "--trainer.precision=bf16-mixed",
-                  f"--trainer.default_root_dir={tmp_path}", *FAST, *data)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/cgan_mnist.yaml'}",
+        "--trainer.precision=bf16-mixed",
+        f"--trainer.default_root_dir={tmp_path}",
+        *FAST,
+        *data,
+    )
     assert cli.trainer.precision == "bf16-mixed" and cli.trainer.global_step == 4
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in cli.model.parameters())
     assert all(torch.isfinite(v) for v in cli.trainer.logged_metrics.values())

@@ -43,8 +43,16 @@ def digits(**kwargs) -> DigitsDataModule:
 
 
 def trainer(root, callbacks=(), epochs=1, **kwargs) -> L.Trainer:
-    settings = dict(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, default_root_dir=root, callbacks=list(callbacks))
+    settings = dict(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=list(callbacks),
+    )
     return L.Trainer(**{**settings, **kwargs})
 
 
@@ -81,7 +89,6 @@ class RealImages(SamplerSystem):
         return replay(data.images, data.labels, n, labels, generator, self.shift, self.only).to(self.device)
 
 
-
 class UnconditionalRealImages(RealImages):
     """Real images of any class, or only of the classes in `only` (a collapsed generator)."""
 
@@ -94,8 +101,10 @@ def trained(tmp_path_factory):
     """A ConvClassifier trained on 1,347 real digits (16x16) for 8 epochs; its checkpoint and test accuracy."""
     root = tmp_path_factory.mktemp("classifier")
     L.seed_everything(0)
-    model = Classifier(ConvClassifier((1, SIDE, SIDE), 10, channels=(16, 32), num_features=32, dropout=0.1),
-                       optimizer=lambda params: torch.optim.Adam(params, lr=3e-3))
+    model = Classifier(
+        ConvClassifier((1, SIDE, SIDE), 10, channels=(16, 32), num_features=32, dropout=0.1),
+        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3),
+    )
     fit = trainer(root, [ModelCheckpoint(dirpath=root, save_last=True)], epochs=8, limit_val_batches=0)
     fit.fit(model, datamodule=digits())
     accuracy = fit.test(model, datamodule=fit.datamodule, verbose=False)[0]["test/acc"]
@@ -135,7 +144,10 @@ def test_class_coverage_and_conditional_accuracy_exact_values():
     metric.update(predictions[:3], labels[:3])
     metric.update(predictions[3:], labels[3:])
     assert {k: v.item() for k, v in metric.compute().items()} == {
-        "class_coverage": 2.0, "largest_class_share": 5 / 8, "conditional_accuracy": 5 / 8}
+        "class_coverage": 2.0,
+        "largest_class_share": 5 / 8,
+        "conditional_accuracy": 5 / 8,
+    }
     metric.reset()
     metric.update(predictions)
     assert "conditional_accuracy" not in metric.compute()
@@ -175,10 +187,15 @@ def test_classifier_features_load_a_checkpoint_and_match_the_classifier(trained)
 
 def test_classifier_fid_and_is_of_real_digits_through_sample_metrics(trained, tmp_path):
     """FID(real, real) = 0 and a high IS (confident, balanced predictions) in the classifier's space."""
-    metrics = SampleMetrics(ClassifierFeatures(str(trained.checkpoint)),
-                            classifier=ClassifierLogits(str(trained.checkpoint)),
-                            metrics=[FrechetInceptionDistance, InceptionScore], num_samples=1347,
-                            batch_size=500, is_splits=5, cache_dir=str(tmp_path / "cache"))
+    metrics = SampleMetrics(
+        ClassifierFeatures(str(trained.checkpoint)),
+        classifier=ClassifierLogits(str(trained.checkpoint)),
+        metrics=[FrechetInceptionDistance, InceptionScore],
+        num_samples=1347,
+        batch_size=500,
+        is_splits=5,
+        cache_dir=str(tmp_path / "cache"),
+    )
 
     class Ordered(UnconditionalRealImages):  # the training images themselves, in order
         def sample(self, n, *, labels=None, generator=None):
@@ -195,13 +212,18 @@ def test_classifier_fid_and_is_of_real_digits_through_sample_metrics(trained, tm
 def test_load_classifier_errors_say_what_to_do(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="classifier_mnist.yaml"):
         load_classifier(tmp_path / "missing.ckpt")
-    gan = GAN(MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, SIDE, SIDE)),
-              MLPDiscriminator(hidden_dims=[16], image_shape=(1, SIDE, SIDE)))
+    gan = GAN(
+        MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, SIDE, SIDE)),
+        MLPDiscriminator(hidden_dims=[16], image_shape=(1, SIDE, SIDE)),
+    )
     run = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0)
     run.fit(gan, datamodule=digits())
     run.save_checkpoint(tmp_path / "gan.ckpt")
-    with pytest.raises(ValueError, match=r"not a Classifier checkpoint \(it holds a system with weights "
-                                         r"\['discriminator', 'generator'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a Classifier checkpoint \(it holds a system with weights "
+        r"\['discriminator', 'generator'\]\)",
+    ):
         ClassifierFeatures(str(tmp_path / "gan.ckpt"))
     torch.save(trained.model.state_dict(), tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="not a Lightning checkpoint"):
@@ -226,8 +248,12 @@ def expected_values(classifier, split, num_samples, batch_size, seed=0, world_si
 
 def test_class_metrics_on_a_conditional_model_of_real_digits(trained, tmp_path):
     callback = ClassMetrics(str(trained.checkpoint), num_samples=300, batch_size=128)
-    run = trainer(tmp_path, [callback, ModelCheckpoint(dirpath=tmp_path, save_last=True)],
-                  limit_train_batches=1, limit_val_batches=1)
+    run = trainer(
+        tmp_path,
+        [callback, ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+        limit_train_batches=1,
+        limit_val_batches=1,
+    )
     run.fit(RealImages(), datamodule=digits())
     logged = {k: v for k, v in run.callback_metrics.items() if k.startswith("val/")}
     assert_close(logged, expected_values(trained.model, run.datamodule.train_set, 300, 128, shift=0), rtol=0, atol=0)
@@ -246,8 +272,12 @@ def test_class_metrics_on_a_conditional_model_of_real_digits(trained, tmp_path):
 def test_class_metrics_on_unconditional_models_see_collapse(trained, tmp_path):
     values = {}
     for name, only in (("all", None), ("collapsed", [3])):
-        run = trainer(tmp_path, [ClassMetrics(trained.model, num_samples=300, min_count=10)],
-                      limit_train_batches=1, limit_val_batches=1)
+        run = trainer(
+            tmp_path,
+            [ClassMetrics(trained.model, num_samples=300, min_count=10)],
+            limit_train_batches=1,
+            limit_val_batches=1,
+        )
         run.fit(UnconditionalRealImages(only=only), datamodule=digits())
         values[name] = run.callback_metrics
         assert "val/conditional_accuracy" not in run.callback_metrics
@@ -257,25 +287,35 @@ def test_class_metrics_on_unconditional_models_see_collapse(trained, tmp_path):
 
 def test_class_metrics_on_gans(trained, tmp_path):
     shape = (1, SIDE, SIDE)
-    gan = GAN(MLPGenerator(latent_dim=8, hidden_dims=[32], image_shape=shape),
-              MLPDiscriminator(hidden_dims=[32], image_shape=shape))
-    run = trainer(tmp_path, [ClassMetrics(str(trained.checkpoint), num_samples=200, batch_size=64)],
-                  limit_train_batches=2, limit_val_batches=1)
+    gan = GAN(
+        MLPGenerator(latent_dim=8, hidden_dims=[32], image_shape=shape),
+        MLPDiscriminator(hidden_dims=[32], image_shape=shape),
+    )
+    run = trainer(
+        tmp_path,
+        [ClassMetrics(str(trained.checkpoint), num_samples=200, batch_size=64)],
+        limit_train_batches=2,
+        limit_val_batches=1,
+    )
     run.fit(gan, datamodule=digits())
     coverage, share = run.callback_metrics["val/class_coverage"], run.callback_metrics["val/largest_class_share"]
     assert 1 <= coverage <= 10 and 0.1 <= share <= 1 and "val/conditional_accuracy" not in run.callback_metrics
     with torch.no_grad():  # the protocol: 200 samples, batches of 64, generator seeded 0
         generator = torch.Generator().manual_seed(0)
         gan.eval()
-        predictions = torch.cat([trained.model(gan.sample(len(i), generator=generator)).argmax(1)
-                                 for i in torch.arange(200).split(64)])
+        predictions = torch.cat(
+            [trained.model(gan.sample(len(i), generator=generator)).argmax(1) for i in torch.arange(200).split(64)]
+        )
     assert_close((coverage, share), tuple(v.float() for v in class_coverage(predictions, 10)), rtol=0, atol=0)
 
-    cgan = ConditionalGAN(ConditionalMLPGenerator(latent_dim=8, num_classes=10, hidden_dims=[32], image_shape=shape),
-                          ConditionalMLPDiscriminator(num_classes=10, hidden_dims=[32], image_shape=shape),
-                          num_classes=10)
-    run = trainer(tmp_path, [ClassMetrics(str(trained.checkpoint), num_samples=100)], limit_train_batches=2,
-                  limit_val_batches=1)
+    cgan = ConditionalGAN(
+        ConditionalMLPGenerator(latent_dim=8, num_classes=10, hidden_dims=[32], image_shape=shape),
+        ConditionalMLPDiscriminator(num_classes=10, hidden_dims=[32], image_shape=shape),
+        num_classes=10,
+    )
+    run = trainer(
+        tmp_path, [ClassMetrics(str(trained.checkpoint), num_samples=100)], limit_train_batches=2, limit_val_batches=1
+    )
     run.fit(cgan, datamodule=digits())
     assert 0 <= run.callback_metrics["val/conditional_accuracy"] <= 1
 
@@ -288,8 +328,11 @@ def test_class_metrics_refuse_a_classifier_of_other_data(trained, tmp_path):
     with pytest.raises(ValueError, match="the classifier has 5 classes but the data has 10"):
         bad_classes.setup(SimpleNamespace(datamodule=data), UnconditionalRealImages(num_classes=None), "fit")
     bad_shape = ClassMetrics(str(trained.checkpoint))
-    with pytest.raises(ValueError, match=r"takes images of shape \(1, 16, 16\), but the data has images of shape "
-                                         r"\(1, 8, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"takes images of shape \(1, 16, 16\), but the data has images of shape "
+        r"\(1, 8, 8\)",
+    ):
         bad_shape.setup(SimpleNamespace(datamodule=digits(image_size=8)), RealImages(), "fit")
     with pytest.raises(ValueError, match="int `num_classes`"):
         ClassMetrics(nn.Linear(3, 2))
@@ -297,16 +340,39 @@ def test_class_metrics_refuse_a_classifier_of_other_data(trained, tmp_path):
 
 # -- DDP -----------------------------------------------------------------------------------------
 def test_ddp_two_processes_log_identical_class_metrics_over_all_samples(trained, tmp_path):
-    settings = {"class_path": "lightning_dgm.callbacks.ClassMetrics", "init_args": {
-        "classifier": str(trained.checkpoint), "num_samples": 301, "batch_size": 64}}  # shares of 151 and 150
+    settings = {
+        "class_path": "lightning_dgm.callbacks.ClassMetrics",
+        "init_args": {"classifier": str(trained.checkpoint), "num_samples": 301, "batch_size": 64},
+    }  # shares of 151 and 150
     out = subprocess.run(
-        [PYTHON, "-m", "lightning_dgm", "fit", "--model=tests.test_classifier.RealImages",
-         "--data=lightning_dgm.datamodules.DigitsDataModule", f"--data.image_size={SIDE}", "--data.val_size=150",
-         "--data.test_size=300", "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
-         "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
-         "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.default_root_dir=runs",
-         f"--trainer.callbacks+={json.dumps(settings)}", "--trainer.callbacks+=tests.helpers.DumpMetrics"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=subprocess_env())
+        [
+            PYTHON,
+            "-m",
+            "lightning_dgm",
+            "fit",
+            "--model=tests.test_classifier.RealImages",
+            "--data=lightning_dgm.datamodules.DigitsDataModule",
+            f"--data.image_size={SIDE}",
+            "--data.val_size=150",
+            "--data.test_size=300",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            "--trainer.default_root_dir=runs",
+            f"--trainer.callbacks+={json.dumps(settings)}",
+            "--trainer.callbacks+=tests.helpers.DumpMetrics",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / "runs" / "version_0" / f"metrics_rank{r}.pt") for r in (0, 1))
     data = digits()
@@ -323,11 +389,24 @@ def test_classifier_configs_fit_test_and_give_a_feature_extractor(name, mnist_ro
     if "cifar" in name:
         write_cifar10(tmp_path / "cifar")
     data_dir = tmp_path / "cifar" if "cifar" in name else mnist_root
-    common = [f"--config={REPO / 'configs' / f'{name}.yaml'}", f"--data.data_dir={data_dir}", "--data.download=false",
-              "--data.val_size=16", "--data.batch_size=16", "--trainer.logger=false",
-              "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path / 'runs'}"]
-    fit = run_cli("fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                  "--trainer.limit_val_batches=1", "--trainer.enable_model_summary=false")
+    common = [
+        f"--config={REPO / 'configs' / f'{name}.yaml'}",
+        f"--data.data_dir={data_dir}",
+        "--data.download=false",
+        "--data.val_size=16",
+        "--data.batch_size=16",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+    ]
+    fit = run_cli(
+        "fit",
+        *common,
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.enable_model_summary=false",
+    )
     assert fit.trainer.global_step == 2 and "val/acc" in fit.trainer.callback_metrics
     checkpoint = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
     test = run_cli("test", *common, f"--ckpt_path={checkpoint}", "--trainer.limit_test_batches=1")

@@ -21,16 +21,20 @@ from tests.helpers import (
     write_svhn,
 )
 
-FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
 
 
 def data_overrides(config, mnist_root) -> list[str]:
     """Point each config at data the test made (MNIST) or that ships with a package (digits)."""
     data_class = yaml.safe_load(config.read_text())["data"]["class_path"]
     if data_class.endswith("MNISTDataModule"):
-        return [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16",
-                "--data.batch_size=16"]
+        return [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16", "--data.batch_size=16"]
     if data_class.endswith(("CIFAR10DataModule", "SVHNDataModule")):
         root = mnist_root.parent / "image-data"
         (write_cifar10 if "CIFAR" in data_class else write_svhn)(root)
@@ -42,15 +46,23 @@ def data_overrides(config, mnist_root) -> list[str]:
             if data_class.endswith("SideBySideDataModule"):
                 write_side_by_side(root, split, n, size=40)
             elif split != "val":
-                write_domain(root, f"{split}A", n, seed=0, size=40), write_domain(root, f"{split}B", n + 1, seed=50, size=40)
+                (
+                    write_domain(root, f"{split}A", n, seed=0, size=40),
+                    write_domain(root, f"{split}B", n + 1, seed=50, size=40),
+                )
         return [f"--data.root={root}", "--data.load_size=36", "--data.crop_size=32", "--data.batch_size=2"]
     return []
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_every_config_parses_and_trains_a_few_batches(config, mnist_root, tmp_path):
-    cli = run_cli("fit", f"--config={config}", f"--trainer.default_root_dir={tmp_path / 'runs'}",
-                  *FAST, *data_overrides(config, mnist_root))
+    cli = run_cli(
+        "fit",
+        f"--config={config}",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        *FAST,
+        *data_overrides(config, mnist_root),
+    )
     assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 3  # batches (baselines take no steps)
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
     run = tmp_path / "runs" / "version_0"
@@ -61,8 +73,9 @@ def test_every_config_parses_and_trains_a_few_batches(config, mnist_root, tmp_pa
 def test_lecture_recipe_is_exact(tmp_path):
     from lightning_dgm.cli import LightningDGMCLI
 
-    cli = LightningDGMCLI(args=["--config", str(REPO / "configs/gan_mnist.yaml"),
-                                f"--trainer.default_root_dir={tmp_path}"], run=False)
+    cli = LightningDGMCLI(
+        args=["--config", str(REPO / "configs/gan_mnist.yaml"), f"--trainer.default_root_dir={tmp_path}"], run=False
+    )
     g, d, model = cli.model.generator.net, cli.model.discriminator.net, cli.model
     assert [type(m).__name__ for m in g] == ["Linear", "LeakyReLU", "Linear", "Tanh"]
     assert (g[0].in_features, g[0].out_features, g[2].out_features, g[1].negative_slope) == (100, 128, 784, 0.01)
@@ -79,15 +92,21 @@ def test_lecture_recipe_is_exact(tmp_path):
 
 
 def test_image_shape_is_linked_from_the_data(tmp_path):
-    cli = run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", "--data.image_size=12",
-                  f"--trainer.default_root_dir={tmp_path}", *FAST)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        "--data.image_size=12",
+        f"--trainer.default_root_dir={tmp_path}",
+        *FAST,
+    )
     assert cli.model.generator.image_shape == cli.model.discriminator.image_shape == (1, 12, 12)
     assert cli.model.sample(2).shape == (2, 1, 12, 12)
 
 
 def test_help_lists_the_subcommands():
-    out = subprocess.run([PYTHON, "-m", "lightning_dgm", "--help"], capture_output=True, text=True,
-                         env=subprocess_env(), timeout=120)
+    out = subprocess.run(
+        [PYTHON, "-m", "lightning_dgm", "--help"], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
     assert out.returncode == 0
     for name in ("fit", "validate", "test", "predict"):
         assert name in out.stdout
@@ -116,11 +135,19 @@ def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
 
 
 def test_predict_writes_pngs_and_samples_pt(tmp_path):
-    fit = run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--trainer.default_root_dir={tmp_path}", *FAST)
+    fit = run_cli(
+        "fit", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--trainer.default_root_dir={tmp_path}", *FAST
+    )
     ckpt = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
-    run_cli("predict", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--ckpt_path={ckpt}",
-            f"--trainer.default_root_dir={tmp_path}", "--sample_writer.num_samples=37",
-            "--sample_writer.batch_size=10", "--trainer.enable_progress_bar=false")
+    run_cli(
+        "predict",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        f"--ckpt_path={ckpt}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--sample_writer.num_samples=37",
+        "--sample_writer.batch_size=10",
+        "--trainer.enable_progress_bar=false",
+    )
     out = tmp_path / "version_0" / "predictions"  # default: inside the checkpoint's run folder
     assert (tmp_path / "version_0" / "predict_config.yaml").is_file()  # fit's config.yaml is kept
     assert len(list(out.glob("*.png"))) == 37
@@ -131,9 +158,16 @@ def test_predict_writes_pngs_and_samples_pt(tmp_path):
     assert images.min() >= -1 and images.max() <= 1
     # the same checkpoint, seed and batch size give the same samples, to a folder of our choice
     again = tmp_path / "again"
-    run_cli("predict", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--ckpt_path={ckpt}",
-            f"--trainer.default_root_dir={tmp_path}", "--sample_writer.num_samples=37",
-            "--sample_writer.batch_size=10", f"--sample_writer.output_dir={again}", "--sample_writer.write_png=false")
+    run_cli(
+        "predict",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        f"--ckpt_path={ckpt}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--sample_writer.num_samples=37",
+        "--sample_writer.batch_size=10",
+        f"--sample_writer.output_dir={again}",
+        "--sample_writer.write_png=false",
+    )
     assert_close(torch.load(again / "samples.pt")["images"], images, rtol=0, atol=0)
     assert not list(again.glob("*.png"))
     assert fit.model.sample(1).shape == (1, 1, 16, 16)
@@ -145,15 +179,26 @@ def _weights_and_optimizers(ckpt):
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    common = [f"--config={REPO / 'configs/gan_digits.yaml'}", "--trainer.limit_train_batches=4",
-              "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-              "--model.g_lr_scheduler=torch.optim.lr_scheduler.StepLR", "--model.g_lr_scheduler.step_size=1",
-              "--model.g_lr_scheduler.gamma=0.5", "--model.d_steps=2"]
+    common = [
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        "--trainer.limit_train_batches=4",
+        "--trainer.limit_val_batches=1",
+        "--trainer.enable_progress_bar=false",
+        "--model.g_lr_scheduler=torch.optim.lr_scheduler.StepLR",
+        "--model.g_lr_scheduler.step_size=1",
+        "--model.g_lr_scheduler.gamma=0.5",
+        "--model.d_steps=2",
+    ]
     run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'straight'}")
     run_cli("fit", *common, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'split'}")
     interrupted = tmp_path / "split" / "version_0" / "checkpoints" / "last.ckpt"
-    run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'split'}",
-            f"--ckpt_path={interrupted}")
+    run_cli(
+        "fit",
+        *common,
+        "--trainer.max_epochs=3",
+        f"--trainer.default_root_dir={tmp_path / 'split'}",
+        f"--ckpt_path={interrupted}",
+    )
     straight = _weights_and_optimizers(tmp_path / "straight" / "version_0" / "checkpoints" / "last.ckpt")
     resumed = _weights_and_optimizers(interrupted)  # the resumed run writes into the same run folder
     assert resumed[3:] == straight[3:] == (3 * (4 + 2), 2)  # 4 D + 2 G steps per epoch
@@ -164,8 +209,13 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_bf16_mixed_precision_trains(tmp_path):
-    cli = run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", "--trainer.precision=bf16-mixed",
-                  f"--trainer.default_root_dir={tmp_path}", *FAST)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        "--trainer.precision=bf16-mixed",
+        f"--trainer.default_root_dir={tmp_path}",
+        *FAST,
+    )
     assert cli.trainer.precision == "bf16-mixed"
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in cli.model.parameters())
     assert all(torch.isfinite(v) for v in cli.trainer.logged_metrics.values())
@@ -174,9 +224,15 @@ def test_bf16_mixed_precision_trains(tmp_path):
 
 def test_wandb_offline_run_is_written(tmp_path):
     # 10 one-batch epochs: the config writes a sample grid every 10th epoch
-    run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.max_epochs=10", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=0",
-            "--trainer.enable_progress_bar=false")
+    run_cli(
+        "fit",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.max_epochs=10",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+    )
     runs = list((tmp_path / "version_0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     assert list(runs[0].glob("files/media/images/samples_*.png"))  # the sample grid went to W&B too
@@ -189,10 +245,18 @@ def test_second_run_gets_its_own_folder(tmp_path):
     assert all((tmp_path / v / "config.yaml").is_file() for v in ("version_0", "version_1"))
 
 
-@pytest.mark.parametrize("logger, written", [("CSVLogger", "metrics.csv"), ("TensorBoardLogger", "events.out.tfevents.*")])
+@pytest.mark.parametrize(
+    "logger, written", [("CSVLogger", "metrics.csv"), ("TensorBoardLogger", "events.out.tfevents.*")]
+)
 def test_tensorboard_and_csv_loggers_write_into_the_run_folder(tmp_path, logger, written):
-    run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-            f"--trainer.logger=lightning.pytorch.loggers.{logger}", "--trainer.logger.save_dir=ignored", *FAST)
+    run_cli(
+        "fit",
+        f"--config={REPO / 'configs/gan_digits.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger=lightning.pytorch.loggers.{logger}",
+        "--trainer.logger.save_dir=ignored",
+        *FAST,
+    )
     run = tmp_path / "version_0"
     assert list(run.glob(written)) and (run / "config.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["version_0"]

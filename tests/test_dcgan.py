@@ -51,8 +51,9 @@ def test_layout_follows_the_paper():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in d.blocks[0])  # no BN on D's input layer
     assert all(any(isinstance(m, nn.BatchNorm2d) for m in block) for block in d.blocks[1:])
     assert all(m.negative_slope == 0.2 for m in d.modules() if isinstance(m, nn.LeakyReLU))
-    assert all(m.stride == (2, 2) and m.kernel_size == (4, 4) for block in d.blocks for m in block
-               if isinstance(m, nn.Conv2d))
+    assert all(
+        m.stride == (2, 2) and m.kernel_size == (4, 4) for block in d.blocks for m in block if isinstance(m, nn.Conv2d)
+    )
     assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Linear)) for m in [*g.modules(), *d.modules()])
 
 
@@ -107,8 +108,10 @@ class ParameterRecordingGAN(GAN):
         self.records: list[tuple[str, bool, bool]] = []  # (step, G changed, D changed)
 
     def _params(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return ([p.detach().clone() for p in self.generator.parameters()],
-                [p.detach().clone() for p in self.discriminator.parameters()])
+        return (
+            [p.detach().clone() for p in self.generator.parameters()],
+            [p.detach().clone() for p in self.discriminator.parameters()],
+        )
 
     def _record(self, step, before):
         after = self._params()
@@ -136,8 +139,14 @@ def test_a_dcgan_trains_on_digits_and_the_g_step_leaves_d_unchanged():
         d_optimizer=partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),
     )
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(model, DigitsDataModule(image_size=28, batch_size=8, val_size=8))
     assert model.records == [("d", False, True), ("g", True, False)] * 2

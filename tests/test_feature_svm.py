@@ -25,10 +25,18 @@ from lightning_dgm.feature_svm import (
 from lightning_dgm.nets import DCGANDiscriminator
 from tests.helpers import REPO, run_cli, write_idx_images, write_idx_labels
 
-DCGAN_WIDTHS = ["--model.init_args.generator.init_args.base_channels=4",
-                "--model.init_args.discriminator.init_args.base_channels=4"]
-FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false"]
+DCGAN_WIDTHS = [
+    "--model.init_args.generator.init_args.base_channels=4",
+    "--model.init_args.discriminator.init_args.base_channels=4",
+]
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=0",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.logger=false",
+]
 
 
 def stripes(labels: torch.Tensor, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
@@ -47,8 +55,9 @@ def stripes(labels: torch.Tensor, shape: tuple[int, int, int], seed: int = 0) ->
 
 
 # -- features --------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape, widths", [((1, 28, 28), [4, 8]), ((3, 32, 32), [4, 8, 16]),
-                                           ((3, 64, 64), [4, 8, 16, 32])])
+@pytest.mark.parametrize(
+    "shape, widths", [((1, 28, 28), [4, 8]), ((3, 32, 32), [4, 8, 16]), ((3, 64, 64), [4, 8, 16, 32])]
+)
 def test_feature_dimension_is_16_per_channel_of_every_conv_layer(shape, widths):
     torch.manual_seed(0)
     d = DCGANDiscriminator(image_shape=shape, base_channels=4).eval()
@@ -64,7 +73,7 @@ def test_each_layer_is_max_pooled_to_4x4_and_concatenated_in_order():
     with torch.no_grad():
         first, second = d.features(x)  # (3, 4, 14, 14), (3, 8, 7, 7)
         features = conv_features(d, x)
-    pooled = features[:, 4 * 16:].view(3, 8, 4, 4)
+    pooled = features[:, 4 * 16 :].view(3, 8, 4, 4)
     # Adaptive windows on a 7x7 map: rows/cols [0, 2), [1, 4), [3, 6), [5, 7) - overlapping.
     windows = [(0, 2), (1, 4), (3, 6), (5, 7)]
     for i, (r0, r1) in enumerate(windows):
@@ -154,7 +163,7 @@ def write_halves(root, n_train=96, n_test=32):
         labels = np.arange(n) % 2
         images = rng.integers(0, 80, (n, 28, 28))
         for image, label in zip(images, labels):
-            image[:, 14 * label:14 * label + 14] += 150
+            image[:, 14 * label : 14 * label + 14] += 150
         write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", labels)
 
@@ -173,8 +182,14 @@ def runs(tmp_path_factory):
             ("vae", "vae_mnist_z2.yaml", ["--trainer.callbacks=[]", "--data.val_size=16"]),
         ):
             env.delenv("LIGHTNING_DGM_RUN_DIR", raising=False)
-            run_cli("fit", f"--config={REPO / 'configs' / config}", f"--trainer.default_root_dir={root / name}",
-                    *FAST, *data, *extra)
+            run_cli(
+                "fit",
+                f"--config={REPO / 'configs' / config}",
+                f"--trainer.default_root_dir={root / name}",
+                *FAST,
+                *data,
+                *extra,
+            )
             made[name] = next((root / name / "version_0" / "checkpoints").glob("*.ckpt"))
     return made
 
@@ -189,8 +204,14 @@ def run_module(monkeypatch, *args: str) -> None:
 
 def test_the_command_reports_trained_and_random_d(runs, tmp_path, monkeypatch, capsys):
     ckpt = runs["dcgan"].parent / "last.ckpt"
-    run_module(monkeypatch, f"--ckpt_path={ckpt}", "--num_labels=20", "--C=[0.01, 1.0]",
-               f"--output={tmp_path / 'svm.json'}", "--device=cpu")
+    run_module(
+        monkeypatch,
+        f"--ckpt_path={ckpt}",
+        "--num_labels=20",
+        "--C=[0.01, 1.0]",
+        f"--output={tmp_path / 'svm.json'}",
+        "--device=cpu",
+    )
     out = capsys.readouterr()
     result = json.loads((tmp_path / "svm.json").read_text())
     trained, random = result["rows"]
@@ -216,14 +237,24 @@ def test_trained_d_holds_the_checkpoint_and_random_d_is_seeded(runs, tmp_path):
     assert not torch.equal(other.state_dict()[weight], random.state_dict()[weight])
     assert not torch.equal(trained.state_dict()[weight], random.state_dict()[weight])
     # with the run's seed (seed_everything: 0), the baseline is the trained D as `fit` initialised it
-    cli = LightningDGMCLI(args=["--config", str(REPO / "configs/dcgan_mnist.yaml"), *DCGAN_WIDTHS,
-                                f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false"], run=False)
+    cli = LightningDGMCLI(
+        args=[
+            "--config",
+            str(REPO / "configs/dcgan_mnist.yaml"),
+            *DCGAN_WIDTHS,
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false",
+        ],
+        run=False,
+    )
     for key, value in cli.model.discriminator.state_dict().items():
         assert_close(random.state_dict()[key], value, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("run, message", [("vae", r"VAE has no discriminator"),
-                                          ("mlp_gan", r"GAN's discriminator MLPDiscriminator has no conv feature")])
+@pytest.mark.parametrize(
+    "run, message",
+    [("vae", r"VAE has no discriminator"), ("mlp_gan", r"GAN's discriminator MLPDiscriminator has no conv feature")],
+)
 def test_a_model_without_a_conv_discriminator_is_a_clear_error(runs, run, message):
     with pytest.raises(ValueError, match=message) as error:
         main([f"--ckpt_path={runs[run]}", "--C=0.1"])

@@ -94,8 +94,12 @@ def test_held_out_test_split_is_fixed_and_disjoint(tmp_path):
     splits = []
     for seed in (0, 1):
         dm = ImageFolderDataModule(
-            train_dir=str(tmp_path / "images"), data_dir=str(tmp_path / "data"), image_size=4,
-            val_size=2, test_size=3, seed=seed,
+            train_dir=str(tmp_path / "images"),
+            data_dir=str(tmp_path / "data"),
+            image_size=4,
+            val_size=2,
+            test_size=3,
+            seed=seed,
         )
         dm.setup()
         assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (7, 2, 3)
@@ -116,8 +120,11 @@ def test_batches_are_image_batches_in_signed_unit_range(tmp_path):
         save(tmp_path / "train" / ("cat" if i < 6 else "dog") / f"{i}.png", random_image(i, (6, 6, 3)))
         save(tmp_path / "test" / ("cat" if i < 5 else "dog") / f"{i}.png", random_image(100 + i, (6, 6, 3)))
     dm = ImageFolderDataModule(
-        train_dir=str(tmp_path / "train"), test_dir=str(tmp_path / "test"), data_dir=str(tmp_path / "data"),
-        image_size=6, batch_size=4,
+        train_dir=str(tmp_path / "train"),
+        test_dir=str(tmp_path / "test"),
+        data_dir=str(tmp_path / "data"),
+        image_size=6,
+        batch_size=4,
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -151,7 +158,10 @@ def modes_folder(root: Path) -> dict[str, np.ndarray]:
     save(root / "e_gray16.png", sixteen)
     assert Image.open(root / "e_gray16.png").mode.startswith("I;16")
     return {
-        "rgb": rgb, "gray": np.dstack([gray] * 3), "rgba": rgb, "palette": palette[indices],
+        "rgb": rgb,
+        "gray": np.dstack([gray] * 3),
+        "rgba": rgb,
+        "palette": palette[indices],
         "gray16": np.dstack([np.round(sixteen / 257).astype(np.uint8)] * 3),
     }
 
@@ -249,14 +259,20 @@ def cifar_like(classes: tuple[str, ...], per_class: int, seed: int = 0) -> dict[
     """cifar10-jpeg/{train,test}/<class>/NNNN.jpg, as the shared CIFAR-10 JPEG copy is laid out."""
     return {
         f"cifar10-jpeg/{split}/{name}/{i:04d}.jpg": jpeg_bytes(random_image(seed + 100 * c + i, (32, 32, 3)))
-        for split in ("train", "test") for c, name in enumerate(classes) for i in range(per_class)
+        for split in ("train", "test")
+        for c, name in enumerate(classes)
+        for i in range(per_class)
     }
 
 
 def archive_module(archive: Path, tmp_path: Path, **kwargs) -> ImageFolderDataModule:
     return ImageFolderDataModule(
-        train_dir="cifar10-jpeg/train", test_dir="cifar10-jpeg/test", archive=str(archive),
-        data_dir=str(tmp_path / "data"), batch_size=2, **kwargs,
+        train_dir="cifar10-jpeg/train",
+        test_dir="cifar10-jpeg/test",
+        archive=str(archive),
+        data_dir=str(tmp_path / "data"),
+        batch_size=2,
+        **kwargs,
     )
 
 
@@ -342,12 +358,20 @@ def test_real_cifar10_jpeg_archive(tmp_path):
 def test_dcgan_config_trains_on_an_archive_through_the_cli(tmp_path):
     archive = write_archive(tmp_path / "cifar10-jpeg.tar.gz", cifar_like(("cat", "dog"), per_class=4))
     cli = run_cli(
-        "fit", f"--config={REPO / 'configs/dcgan_cifar10.yaml'}",
+        "fit",
+        f"--config={REPO / 'configs/dcgan_cifar10.yaml'}",
         "--data=lightning_dgm.datamodules.ImageFolderDataModule",
-        f"--data.archive={archive}", "--data.train_dir=cifar10-jpeg/train", "--data.test_dir=cifar10-jpeg/test",
-        f"--data.data_dir={tmp_path / 'data'}", "--data.batch_size=4", "--trainer.max_epochs=1",
-        "--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
-        f"--trainer.default_root_dir={tmp_path / 'runs'}", "--trainer.callbacks=[]",
+        f"--data.archive={archive}",
+        "--data.train_dir=cifar10-jpeg/train",
+        "--data.test_dir=cifar10-jpeg/test",
+        f"--data.data_dir={tmp_path / 'data'}",
+        "--data.batch_size=4",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        "--trainer.callbacks=[]",
     )
     assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2  # 8 images, batches of 4
     assert cli.model.sample(3).shape == (3, 3, 32, 32)
@@ -373,7 +397,7 @@ def test_missing_and_empty_folders(tmp_path):
     save(tmp_path / "mixed" / "cat" / "0.png", random_image(0, (4, 4, 3)))
     save(tmp_path / "mixed" / "loose.png", random_image(0, (4, 4, 3)))
     with pytest.raises(ValueError) as error:
-        ImageFolderDataModule(train_dir=str(tmp_path / "mixed")).num_classes
+        _ = ImageFolderDataModule(train_dir=str(tmp_path / "mixed")).num_classes
     one_line_error(error, "loose.png", "class folders")
 
 
@@ -432,14 +456,14 @@ def test_archive_errors(tmp_path):
     one_line_error(error, str(tmp_path / "cifar10-jpeg.tar.gz"), "not found", "data.archive")
     (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b\x08 truncated gzip")
     with pytest.raises(RuntimeError) as error:
-        archive_module(tmp_path / "broken.tar.gz", tmp_path).num_classes
+        _ = archive_module(tmp_path / "broken.tar.gz", tmp_path).num_classes
     one_line_error(error, "could not extract", "broken.tar.gz", "complete archive")
     assert not [p for p in (tmp_path / "data" / "extracted").iterdir() if p.is_dir()]  # no half-extracted folder
     archive = write_archive(tmp_path / "photos.tgz", {"photos/a/0.jpg": jpeg_bytes(random_image(0, (4, 4, 3)))})
     with pytest.raises(FileNotFoundError) as error:
-        archive_module(archive, tmp_path).num_classes
+        _ = archive_module(archive, tmp_path).num_classes
     one_line_error(error, "cifar10-jpeg/train not found in archive", "holds photos", "data.train_dir")
     dm = ImageFolderDataModule(train_dir="../../../..", archive=str(archive), data_dir=str(tmp_path / "data"))
     with pytest.raises(ValueError) as error:
-        dm.num_classes
+        _ = dm.num_classes
     one_line_error(error, "outside archive")

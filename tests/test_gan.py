@@ -48,8 +48,15 @@ def tiny_gan(cls=GAN, **kwargs) -> GAN:
 
 def fit(model: GAN, batches: int = 4, batch_size: int = 8, **trainer_kwargs) -> L.Trainer:
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", **trainer_kwargs,
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **trainer_kwargs,
     )
     trainer.fit(model, DigitsDataModule(batch_size=batch_size))
     return trainer
@@ -86,8 +93,12 @@ class BatchSizes(nn.Module):
 
 def test_lecture_batching_16_real_plus_16_fake_for_d_and_32_for_g():
     d = BatchSizes()
-    model = GAN(generator=MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, 8, 8)), discriminator=d,
-                g_batch_size=32, noise=UniformNoise())
+    model = GAN(
+        generator=MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, 8, 8)),
+        discriminator=d,
+        g_batch_size=32,
+        noise=UniformNoise(),
+    )
     fit(model, batches=2, batch_size=16)
     assert d.sizes == [16, 16, 32] * 2  # D(real), D(fake), then D(G(z)) for G's step
 

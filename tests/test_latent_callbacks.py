@@ -62,8 +62,15 @@ class ModeProbe(L.Callback):
 
 def trainer(root, callbacks, max_epochs: int = 1) -> L.Trainer:
     return L.Trainer(
-        max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", default_root_dir=root,
+        max_epochs=max_epochs,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=root,
         callbacks=callbacks,
     )
 
@@ -82,13 +89,24 @@ def tile(png: Tensor, row: int, col: int) -> Tensor:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     model, data = TinyAutoEncoder(), DigitsDataModule(image_size=SIDE, batch_size=32)
-    callbacks = [Reconstructions(num_images=SHOWN), LatentInterpolation(num_pairs=PAIRS, steps=STEPS, seed=3),
-                 LatentManifold(grid_size=GRID, num_points=100), LatentClassifier(max_train=500), ModeProbe()]
+    callbacks = [
+        Reconstructions(num_images=SHOWN),
+        LatentInterpolation(num_pairs=PAIRS, steps=STEPS, seed=3),
+        LatentManifold(grid_size=GRID, num_points=100),
+        LatentClassifier(max_train=500),
+        ModeProbe(),
+    ]
     fitter = trainer(root, callbacks)
     fitter.fit(model, data)
     results = fitter.test(model, data, verbose=False)
-    return {"root": root, "model": model, "data": data, "interpolation": callbacks[1], "results": results[0],
-            "calls": list(model.calls)}
+    return {
+        "root": root,
+        "model": model,
+        "data": data,
+        "interpolation": callbacks[1],
+        "results": results[0],
+        "calls": list(model.calls),
+    }
 
 
 def test_manifold_latents_are_gaussian_quantiles_with_z2_growing_upward():
@@ -171,7 +189,8 @@ def test_an_informative_code_classifies_better_than_a_constant_one(tmp_path):
     for name, encoder in (("identity", torch.eye(SIDE * SIDE)), ("constant", torch.zeros(SIDE * SIDE, 2))):
         # A test-only run: the callback must load the training split itself.
         results = trainer(tmp_path / name, [LatentClassifier(max_train=800)]).test(
-            TinyAutoEncoder(encoder), DigitsDataModule(image_size=SIDE, batch_size=32), verbose=False)
+            TinyAutoEncoder(encoder), DigitsDataModule(image_size=SIDE, batch_size=32), verbose=False
+        )
         scores[name] = results[0]
     identity, constant = scores["identity"], scores["constant"]
     assert identity["test/latent_accuracy"] == identity["test/pixel_accuracy"]  # the code is the pixels
@@ -182,7 +201,8 @@ def test_an_informative_code_classifies_better_than_a_constant_one(tmp_path):
 
 def test_every_n_epochs_skips_the_other_epochs(tmp_path):
     trainer(tmp_path, [Reconstructions(num_images=2, every_n_epochs=2)], max_epochs=3).fit(
-        TinyAutoEncoder(), DigitsDataModule(image_size=SIDE, batch_size=32))
+        TinyAutoEncoder(), DigitsDataModule(image_size=SIDE, batch_size=32)
+    )
     assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == ["epoch_001.png"]
 
 
@@ -204,12 +224,19 @@ def test_interpolation_needs_enough_images(tmp_path):
         trainer(tmp_path, [callback]).fit(TinyAutoEncoder(), DigitsDataModule(image_size=SIDE, batch_size=32))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Reconstructions(num_images=0), lambda: Reconstructions(every_n_epochs=0),
-    lambda: LatentInterpolation(num_pairs=0), lambda: LatentInterpolation(steps=1),
-    lambda: LatentManifold(grid_size=0), lambda: LatentManifold(num_points=0),
-    lambda: LatentClassifier(max_train=0), lambda: LatentClassifier(max_iter=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Reconstructions(num_images=0),
+        lambda: Reconstructions(every_n_epochs=0),
+        lambda: LatentInterpolation(num_pairs=0),
+        lambda: LatentInterpolation(steps=1),
+        lambda: LatentManifold(grid_size=0),
+        lambda: LatentManifold(num_points=0),
+        lambda: LatentClassifier(max_train=0),
+        lambda: LatentClassifier(max_iter=0),
+    ],
+)
 def test_bad_arguments_are_rejected(make):
     with pytest.raises(ValueError, match="at least 1|>= 1|>= 2"):
         make()

@@ -57,7 +57,9 @@ def test_two_logit_discriminator_is_cross_entropy():
     assert_close(NonSaturating().g_loss(fake2), F.cross_entropy(fake2, ones))  # flipped labels
     # softmax([a, b])[real] == sigmoid(b - a): a 2-way softmax D and a 1-logit D agree
     diff = (real2[:, 1] - real2[:, 0]).unsqueeze(1)
-    assert_close(NonSaturating().d_loss(real2, fake2), NonSaturating().d_loss(diff, (fake2[:, 1] - fake2[:, 0])[:, None]))
+    assert_close(
+        NonSaturating().d_loss(real2, fake2), NonSaturating().d_loss(diff, (fake2[:, 1] - fake2[:, 0])[:, None])
+    )
     assert_close(NonSaturating().output(real2), torch.softmax(real2, 1)[:, 1])
 
 

@@ -11,15 +11,23 @@ from lightning_dgm.metrics import ModeCounts, ModeCoverage, count_modes, mode_co
 from lightning_dgm.nets import PointDiscriminator, PointGenerator
 from tests.helpers import REPO, run_cli
 
-FAST = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--data.num_train=1000"]
+FAST = [
+    "--trainer.max_epochs=2",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.num_train=1000",
+]
 
 
 # -- data -------------------------------------------------------------------------------------
 def test_ring_and_grid_modes_are_the_standard_ones():
     ring = GaussianRingDataModule().modes
     assert ring.shape == (8, 2)
-    assert_close(ring[[0, 2, 4, 6]], torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]]), atol=1e-6, rtol=0)
+    assert_close(
+        ring[[0, 2, 4, 6]], torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]]), atol=1e-6, rtol=0
+    )
     assert_close(ring.norm(dim=1), torch.full((8,), 2.0))
     grid = GaussianGridDataModule().modes
     assert grid.shape == (25, 2)
@@ -61,13 +69,16 @@ def test_csv_points_with_and_without_header(tmp_path):
         assert data.modes is None and data.image_shape == (2,)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no file at"),
-    ("1,2,3\n4,5,6\n", "two finite numbers per row"),
-    ("x,y\na,b\n", "not numeric"),
-    ("1,2\n3,4\n", "has 2 points"),
-    ("1,nan\n" * 20, "two finite numbers"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no file at"),
+        ("1,2,3\n4,5,6\n", "two finite numbers per row"),
+        ("x,y\na,b\n", "not numeric"),
+        ("1,2\n3,4\n", "has 2 points"),
+        ("1,nan\n" * 20, "two finite numbers"),
+    ],
+)
 def test_bad_csv_is_a_one_line_error(tmp_path, content, message):
     path = tmp_path / "points.csv"
     if content is not None:
@@ -85,7 +96,7 @@ def test_packed_discriminator_judges_groups_of_m_points():
     x = torch.randn(12, 2)
     logits = d(x)
     assert logits.shape == (4, 1)
-    by_hand = torch.cat([d.net(x[3 * i: 3 * i + 3].reshape(1, 6)) for i in range(4)])
+    by_hand = torch.cat([d.net(x[3 * i : 3 * i + 3].reshape(1, 6)) for i in range(4)])
     assert_close(logits, by_hand)
     assert d.net[0].linear.in_features == 6
     with pytest.raises(ValueError, match="multiple of 3"):
@@ -158,7 +169,9 @@ def test_streaming_metric_equals_one_shot():
 
 # -- through the CLI --------------------------------------------------------------------------
 def test_toy_config_logs_mode_coverage_and_draws_pictures(tmp_path):
-    cli = run_cli("fit", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}", *FAST)
+    cli = run_cli(
+        "fit", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}", *FAST
+    )
     metrics = cli.trainer.callback_metrics
     assert 0 <= metrics["val/modes_covered"] <= 25 and 0 <= metrics["val/high_quality_pct"] <= 100
     assert metrics["val/reverse_kl"] >= 0
@@ -171,12 +184,22 @@ def test_toy_config_logs_mode_coverage_and_draws_pictures(tmp_path):
     pictures = sorted(p.name for p in (tmp_path / "version_0" / "points").iterdir())
     assert pictures == ["epoch_000.png", "epoch_001.png"]
     assert list((tmp_path / "version_0" / "wandb").glob("offline-run-*/files/media/images/points_*.png"))
-    test = run_cli("test", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-                   f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}", "--trainer.enable_progress_bar=false")
+    test = run_cli(
+        "test",
+        f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}",
+        "--trainer.enable_progress_bar=false",
+    )
     assert "test/modes_covered" in test.trainer.callback_metrics
-    run_cli("predict", f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-            f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}", "--sample_writer.num_samples=300",
-            "--trainer.enable_progress_bar=false")
+    run_cli(
+        "predict",
+        f"--config={REPO / 'configs/toy_grid_pacgan.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--ckpt_path={tmp_path / 'version_0' / 'checkpoints' / 'last.ckpt'}",
+        "--sample_writer.num_samples=300",
+        "--trainer.enable_progress_bar=false",
+    )
     predictions = tmp_path / "version_0" / "predictions"
     points = torch.load(predictions / "samples.pt")["images"]
     assert points.shape == (300, 2) and not list(predictions.glob("*.png"))
@@ -187,5 +210,11 @@ def test_mode_coverage_on_data_without_modes_is_a_clear_error(tmp_path):
     csv = tmp_path / "points.csv"
     csv.write_text("\n".join(f"{i % 7},{i % 5}" for i in range(1200)))
     with pytest.raises(ValueError, match="needs data with known modes"):
-        run_cli("fit", f"--config={REPO / 'configs/toy_ring_gan.yaml'}", f"--trainer.default_root_dir={tmp_path}",
-                "--data=lightning_dgm.datamodules.CSVPointDataModule", f"--data.path={csv}", *FAST[:-1])
+        run_cli(
+            "fit",
+            f"--config={REPO / 'configs/toy_ring_gan.yaml'}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--data=lightning_dgm.datamodules.CSVPointDataModule",
+            f"--data.path={csv}",
+            *FAST[:-1],
+        )

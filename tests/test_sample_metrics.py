@@ -18,8 +18,7 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 from lightning_dgm.callbacks import SampleMetrics, generated_samples
 from lightning_dgm.datamodules import DigitsDataModule, MNISTDataModule
 from lightning_dgm.datamodules.base import to_signed_unit
-from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures
-from lightning_dgm.metrics import signed_unit_to_uint8
+from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures, signed_unit_to_uint8
 from lightning_dgm.metrics.features import INCEPTION_FILE_PYTORCH_FID
 from tests.helpers import PYTHON, REPO, SamplerSystem, subprocess_env, write_mnist
 
@@ -59,7 +58,6 @@ class ReplaySystem(SamplerSystem):
         self.cursor += n
         x = to_signed_unit(images[index])
         return (x + self.noise_std * torch.randn(x.shape, generator=generator)).clamp(-1, 1).to(self.device)
-
 
 
 class ConditionalReplay(ReplaySystem):
@@ -108,16 +106,29 @@ NUM_TRAIN = 1797 - 150 - 300
 
 
 def callback(cache_dir, **kwargs):
-    settings = dict(feature=ImageFeatures(RandomProjection(), num_features=16),
-                    classifier=ImageFeatures(ConstantLogits(), num_features=3), num_samples=NUM_TRAIN,
-                    kid_subset_size=500, kid_subsets=20, batch_size=500, cache_dir=str(cache_dir))
+    settings = dict(
+        feature=ImageFeatures(RandomProjection(), num_features=16),
+        classifier=ImageFeatures(ConstantLogits(), num_features=3),
+        num_samples=NUM_TRAIN,
+        kid_subset_size=500,
+        kid_subsets=20,
+        batch_size=500,
+        cache_dir=str(cache_dir),
+    )
     return SampleMetrics(**{**settings, **kwargs})
 
 
 def fit(root, system, metrics_callback, test=False):
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=1, limit_val_batches=1, accelerator="cpu", devices=1,
-        logger=CSVLogger(root), enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(root),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
         callbacks=[metrics_callback, ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)],
     )
     trainer.fit(system, datamodule=digits())
@@ -279,8 +290,9 @@ def test_cache_key_follows_data_and_extractor_but_not_loader_settings(tmp_path, 
 
 def test_conditional_systems_get_balanced_labels_in_eval_mode_without_grad(tmp_path):
     system = ConditionalReplay()
-    metrics = callback(tmp_path / "cache", metrics=[FrechetInceptionDistance], classifier=None, num_samples=1005,
-                       batch_size=400)
+    metrics = callback(
+        tmp_path / "cache", metrics=[FrechetInceptionDistance], classifier=None, num_samples=1005, batch_size=400
+    )
     _, values = fit(tmp_path, system, metrics)
     labels = torch.cat([labels for labels, _, _ in system.calls])
     assert [len(labels) for labels, _, _ in system.calls] == [400, 400, 205]
@@ -317,24 +329,57 @@ def test_settings_are_checked_up_front(tmp_path):
 
 # -- the callback under DDP, through the CLI ----------------------------------------------------
 def extractor(out_features: int) -> dict:
-    return {"class_path": "lightning_dgm.metrics.ImageFeatures", "init_args": {
-        "network": {"class_path": "tests.test_sample_metrics.RandomProjection",
-                    "init_args": {"in_features": 256, "out_features": out_features}},
-        "num_features": out_features}}
+    return {
+        "class_path": "lightning_dgm.metrics.ImageFeatures",
+        "init_args": {
+            "network": {
+                "class_path": "tests.test_sample_metrics.RandomProjection",
+                "init_args": {"in_features": 256, "out_features": out_features},
+            },
+            "num_features": out_features,
+        },
+    }
 
 
 def test_ddp_two_processes_log_identical_values_and_cache_all_real_features(tmp_path):
     cache = tmp_path / "cache"
-    settings = {"class_path": "tests.test_sample_metrics.RecordedSampleMetrics", "init_args": {
-        "feature": extractor(16), "classifier": extractor(10), "num_samples": 301,  # shares of 151 and 150
-        "batch_size": 75, "kid_subset_size": 100, "kid_subsets": 10, "cache_dir": str(cache)}}
+    settings = {
+        "class_path": "tests.test_sample_metrics.RecordedSampleMetrics",
+        "init_args": {
+            "feature": extractor(16),
+            "classifier": extractor(10),
+            "num_samples": 301,  # shares of 151 and 150
+            "batch_size": 75,
+            "kid_subset_size": 100,
+            "kid_subsets": 10,
+            "cache_dir": str(cache),
+        },
+    }
     out = subprocess.run(
-        [PYTHON, "-m", "lightning_dgm", "fit", "--config", str(REPO / "configs" / "gan_digits.yaml"),
-         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp_find_unused_parameters_true",
-         "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-         "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-         f"--trainer.callbacks+={json.dumps(settings)}", "--trainer.callbacks+=tests.helpers.DumpMetrics"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=subprocess_env())
+        [
+            PYTHON,
+            "-m",
+            "lightning_dgm",
+            "fit",
+            "--config",
+            str(REPO / "configs" / "gan_digits.yaml"),
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp_find_unused_parameters_true",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            f"--trainer.callbacks+={json.dumps(settings)}",
+            "--trainer.callbacks+=tests.helpers.DumpMetrics",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "runs" / "gan_digits" / "version_0"
     rank0, rank1 = (torch.load(folder / f"metrics_rank{r}.pt") for r in (0, 1))

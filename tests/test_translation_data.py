@@ -179,8 +179,14 @@ def test_a_trainer_gets_new_crops_each_epoch_and_fixed_validation(tmp_path):
         dm = FolderPairsDataModule(str(tmp_path / "data"), load_size=6, crop_size=4, test_split=None, batch_size=2)
         model = Recorder()
         trainer = L.Trainer(
-            max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=tmp_path,
         )
         trainer.fit(model, datamodule=dm)
         return model
@@ -201,8 +207,14 @@ def test_overfit_batches_gets_fixed_centered_crops_and_no_val_split_means_no_val
     model = Recorder()
     # overfit_batches makes Lightning replace the sampler by a SequentialSampler: plain indices
     trainer = L.Trainer(
-        max_epochs=2, overfit_batches=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=2,
+        overfit_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(model, datamodule=dm)
     assert len(model.train_batches) == 2 and model.val_batches == []
@@ -261,8 +273,10 @@ def test_folder_pair_errors_name_the_unmatched_and_the_mismatched_files(tmp_path
     with pytest.raises(FileNotFoundError) as error:
         FolderPairsDataModule(str(tmp_path), load_size=4, crop_size=4).setup("fit")
     message(
-        error, f"{tmp_path / 'trainB'} lacks 5 file(s) of trainA: only_a0.png, only_a1.png, only_a2.png and 2 more",
-        f"{tmp_path / 'trainA'} lacks 1 file(s) of trainB: only_b.png", "same name in the other folder",
+        error,
+        f"{tmp_path / 'trainB'} lacks 5 file(s) of trainA: only_a0.png, only_a1.png, only_a2.png and 2 more",
+        f"{tmp_path / 'trainA'} lacks 1 file(s) of trainB: only_b.png",
+        "same name in the other folder",
     )
     (tmp_path / "trainB" / "only_b.png").unlink()
     for i in range(5):
@@ -337,7 +351,9 @@ def test_unpaired_validation_is_the_test_split_paired_by_position(tmp_path):
     first, second = list(dm.val_dataloader()), list(dm.val_dataloader())
     a, b = (to_uint8(torch.cat([getattr(batch, side) for batch in first])) for side in ("source", "target"))
     assert torch.equal(a, horses[[0, 1, 0]][:, :, 1:3, 1:3]) and torch.equal(b, zebras[:, :, 1:3, 1:3])
-    assert all(torch.equal(x.source, y.source) and torch.equal(x.target, y.target) for x, y in zip(first, second, strict=True))
+    assert all(
+        torch.equal(x.source, y.source) and torch.equal(x.target, y.target) for x, y in zip(first, second, strict=True)
+    )
 
 
 def test_unpaired_grayscale_images_become_rgb_and_empty_domains_fail(tmp_path):
@@ -371,7 +387,10 @@ def test_real_facades_labels_to_photo():
     assert -1 <= batch.source.min() and batch.source.max() <= 1
     # Label maps are flat fields of saturated colours; photos of facades are mostly grey-ish:
     # per-pixel max - min over RGB averages 1.4 to 1.9 on every val label map, at most 0.73 on every photo.
-    saturation = (batch.source.amax(1) - batch.source.amin(1)).mean((1, 2)), (batch.target.amax(1) - batch.target.amin(1)).mean((1, 2))
+    saturation = (
+        (batch.source.amax(1) - batch.source.amin(1)).mean((1, 2)),
+        (batch.target.amax(1) - batch.target.amin(1)).mean((1, 2)),
+    )
     assert (saturation[0] > 1.2).all() and (saturation[1] < 1.0).all()
 
 

@@ -139,12 +139,13 @@ def test_resnet_generator_layout(num_blocks):
     with torch.device("meta"):
         g = ResNetGenerator(base_channels=4, num_blocks=num_blocks)
     assert count(g, ResidualBlock) == num_blocks
-    layout = [(type(m).__name__, m.kernel_size[0], m.stride[0], m.out_channels) for m in g.modules()
-              if isinstance(m, CONVS)]
+    layout = [
+        (type(m).__name__, m.kernel_size[0], m.stride[0], m.out_channels) for m in g.modules() if isinstance(m, CONVS)
+    ]
     # c7s1-64, d128, d256, R256 x num_blocks (two 3x3 convs each), u128, u64, c7s1-3 (for base 64).
-    assert layout == [("Conv2d", 7, 1, 4), ("Conv2d", 3, 2, 8), ("Conv2d", 3, 2, 16)] + [
-        ("Conv2d", 3, 1, 16)
-    ] * (2 * num_blocks) + [("ConvTranspose2d", 3, 2, 8), ("ConvTranspose2d", 3, 2, 4), ("Conv2d", 7, 1, 3)]
+    assert layout == [("Conv2d", 7, 1, 4), ("Conv2d", 3, 2, 8), ("Conv2d", 3, 2, 16)] + [("Conv2d", 3, 1, 16)] * (
+        2 * num_blocks
+    ) + [("ConvTranspose2d", 3, 2, 8), ("ConvTranspose2d", 3, 2, 4), ("Conv2d", 7, 1, 3)]
     assert count(g, nn.ReflectionPad2d) == 2 + 2 * num_blocks and isinstance(g.net[-1], nn.Tanh)
 
 
@@ -319,7 +320,11 @@ def test_translation_nets_build_through_the_real_cli(tmp_path):
             "init_args": {
                 "generator": {
                     "class_path": "lightning_dgm.nets.UNetGenerator",
-                    "init_args": {"image_shape": (3, 16, 16), "base_channels": 4, "norm": "lightning_dgm.nets.BatchNorm"},
+                    "init_args": {
+                        "image_shape": (3, 16, 16),
+                        "base_channels": 4,
+                        "norm": "lightning_dgm.nets.BatchNorm",
+                    },
                 },
                 "discriminator": {
                     "class_path": "lightning_dgm.nets.PatchGANDiscriminator",

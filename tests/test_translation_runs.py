@@ -17,8 +17,14 @@ from lightning_dgm.models import TranslationSystem
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_domain, write_side_by_side
 from tests.test_sample_metrics import RandomProjection
 
-SMALL = ["--data.load_size=36", "--data.crop_size=32", "--data.batch_size=2", "--trainer.enable_progress_bar=false",
-         "--trainer.enable_model_summary=false", "--trainer.logger=false"]
+SMALL = [
+    "--data.load_size=36",
+    "--data.crop_size=32",
+    "--data.batch_size=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.logger=false",
+]
 
 
 def facades(root, n_train=4, n_val=2, n_test=2):
@@ -36,8 +42,15 @@ def horse2zebra(root, sizes=(4, 5, 3, 4)):
 def test_pix2pix_small_trains_in_bf16_and_tests_from_its_checkpoint(tmp_path):
     root = facades(tmp_path / "facades")
     config = str(REPO / "configs" / "pix2pix_facades_small.yaml")
-    fit = run_cli("fit", f"--config={config}", f"--data.root={root}", f"--trainer.default_root_dir={tmp_path / 'runs'}",
-                  "--trainer.max_epochs=2", "--trainer.precision=bf16-mixed", *SMALL)
+    fit = run_cli(
+        "fit",
+        f"--config={config}",
+        f"--data.root={root}",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        "--trainer.max_epochs=2",
+        "--trainer.precision=bf16-mixed",
+        *SMALL,
+    )
     run = tmp_path / "runs" / "version_0"
     assert fit.model.generator.image_size == 32  # linked from data.crop_size
     assert sorted(p.name for p in (run / "translations").iterdir()) == ["epoch_000.png", "epoch_001.png"]
@@ -46,14 +59,26 @@ def test_pix2pix_small_trains_in_bf16_and_tests_from_its_checkpoint(tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     # 2 epochs of a 10 + 10 linear decay: the rate for epoch 2 is 1 - (2 + 1 - 10) / 11 clipped to 1
     assert [g["lr"] for opt in fit.model.optimizers() for g in opt.param_groups] == [2e-4, 2e-4]
-    test = run_cli("test", f"--config={config}", f"--data.root={root}", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-                   f"--trainer.default_root_dir={tmp_path / 'runs'}", *SMALL)
+    test = run_cli(
+        "test",
+        f"--config={config}",
+        f"--data.root={root}",
+        f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        *SMALL,
+    )
     tested = test.trainer.callback_metrics
     assert {"test/l1", "test/psnr", "test/ssim"} <= set(tested)
     assert 0 < tested["test/psnr"] < 60 and -1 <= tested["test/ssim"] <= 1
     # predict translates every test image (center crop) and writes it as predict does samples
-    run_cli("predict", f"--config={config}", f"--data.root={root}", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-            f"--trainer.default_root_dir={tmp_path / 'runs'}", *SMALL)
+    run_cli(
+        "predict",
+        f"--config={config}",
+        f"--data.root={root}",
+        f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        *SMALL,
+    )
     written = torch.load(run / "predictions" / "samples.pt")
     assert set(written) == {"images"} and len(list((run / "predictions").glob("*.png"))) == 2
     model = test.model.eval()
@@ -109,19 +134,55 @@ def test_translation_metrics_score_each_image_of_both_domains_once(tmp_path):
 
 def test_cyclegan_ddp_two_processes_keep_identical_weights_and_metrics(tmp_path):
     root = horse2zebra(tmp_path / "horse2zebra")
-    feature = {"class_path": "lightning_dgm.metrics.ImageFeatures", "init_args": {
-        "network": {"class_path": "tests.test_sample_metrics.RandomProjection",
-                    "init_args": {"in_features": 3 * 32 * 32, "out_features": 8}}, "num_features": 8}}
-    metrics = {"class_path": "lightning_dgm.callbacks.TranslationMetrics", "init_args": {
-        "feature": feature, "kid_subset_size": 3, "kid_subsets": 5, "batch_size": 2, "cache_dir": str(tmp_path / "c")}}
+    feature = {
+        "class_path": "lightning_dgm.metrics.ImageFeatures",
+        "init_args": {
+            "network": {
+                "class_path": "tests.test_sample_metrics.RandomProjection",
+                "init_args": {"in_features": 3 * 32 * 32, "out_features": 8},
+            },
+            "num_features": 8,
+        },
+    }
+    metrics = {
+        "class_path": "lightning_dgm.callbacks.TranslationMetrics",
+        "init_args": {
+            "feature": feature,
+            "kid_subset_size": 3,
+            "kid_subsets": 5,
+            "batch_size": 2,
+            "cache_dir": str(tmp_path / "c"),
+        },
+    }
     out = subprocess.run(
-        [PYTHON, "-m", "lightning_dgm", "fit", "--config", str(REPO / "configs" / "cyclegan_horse2zebra_small.yaml"),
-         f"--data.root={root}", "--data.load_size=36", "--data.crop_size=32", "--data.batch_size=1",
-         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.max_epochs=2",
-         "--trainer.enable_progress_bar=false", "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'r'}",
-         f"--trainer.callbacks+={json.dumps(metrics)}", "--trainer.callbacks+=tests.helpers.DumpMetrics",
-         "--trainer.callbacks+=tests.helpers.DumpWeights"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=subprocess_env())
+        [
+            PYTHON,
+            "-m",
+            "lightning_dgm",
+            "fit",
+            "--config",
+            str(REPO / "configs" / "cyclegan_horse2zebra_small.yaml"),
+            f"--data.root={root}",
+            "--data.load_size=36",
+            "--data.crop_size=32",
+            "--data.batch_size=1",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp_find_unused_parameters_true",
+            "--trainer.max_epochs=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path / 'r'}",
+            f"--trainer.callbacks+={json.dumps(metrics)}",
+            "--trainer.callbacks+=tests.helpers.DumpMetrics",
+            "--trainer.callbacks+=tests.helpers.DumpWeights",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=subprocess_env(),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "r" / "version_0"
     weights = [torch.load(folder / f"weights_rank{r}.pt") for r in (0, 1)]
@@ -142,19 +203,36 @@ def test_cyclegan_resume_gives_the_same_weights_pools_and_schedule_as_an_uninter
     # The pools are training state: a resumed run must draw from the same history, and its random
     # swaps (seeded by step) and crops (seeded by epoch) must match the uninterrupted run's.
     root = horse2zebra(tmp_path / "horse2zebra", sizes=(3, 3, 2, 2))
-    common = [f"--config={REPO / 'configs' / 'cyclegan_horse2zebra_small.yaml'}", f"--data.root={root}",
-              "--data.load_size=36", "--data.crop_size=32", "--data.batch_size=1", "--model.pool_size=2",
-              "--model.generator_ab.num_blocks=1", "--model.generator_ba.num_blocks=1",
-              "--model.g_lr_scheduler.constant_epochs=1", "--model.g_lr_scheduler.decay_epochs=3",
-              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
-              "--trainer.limit_val_batches=0"]
+    common = [
+        f"--config={REPO / 'configs' / 'cyclegan_horse2zebra_small.yaml'}",
+        f"--data.root={root}",
+        "--data.load_size=36",
+        "--data.crop_size=32",
+        "--data.batch_size=1",
+        "--model.pool_size=2",
+        "--model.generator_ab.num_blocks=1",
+        "--model.generator_ba.num_blocks=1",
+        "--model.g_lr_scheduler.constant_epochs=1",
+        "--model.g_lr_scheduler.decay_epochs=3",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.logger=false",
+        "--trainer.limit_val_batches=0",
+    ]
     run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'straight'}")
     run_cli("fit", *common, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'split'}")
     interrupted = tmp_path / "split" / "version_0" / "checkpoints" / "last.ckpt"
-    run_cli("fit", *common, "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path / 'split'}",
-            f"--ckpt_path={interrupted}")
-    straight, resumed = (torch.load(path, weights_only=False) for path in
-                         (tmp_path / "straight" / "version_0" / "checkpoints" / "last.ckpt", interrupted))
+    run_cli(
+        "fit",
+        *common,
+        "--trainer.max_epochs=3",
+        f"--trainer.default_root_dir={tmp_path / 'split'}",
+        f"--ckpt_path={interrupted}",
+    )
+    straight, resumed = (
+        torch.load(path, weights_only=False)
+        for path in (tmp_path / "straight" / "version_0" / "checkpoints" / "last.ckpt", interrupted)
+    )
     assert straight["global_step"] == resumed["global_step"] == 3 * 3 * 2
     assert_close(resumed["state_dict"], straight["state_dict"], rtol=0, atol=0)
     assert_close(resumed["image_pools"], straight["image_pools"], rtol=0, atol=0)

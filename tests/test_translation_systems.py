@@ -40,8 +40,11 @@ class PairData(L.LightningDataModule):
         self.source, self.target, self.batch_size = source, target, batch_size
 
     def _loader(self):
-        return DataLoader(TensorDataset(self.source, self.target), batch_size=self.batch_size,
-                          collate_fn=lambda items: ImagePair(*map(torch.stack, zip(*items))))
+        return DataLoader(
+            TensorDataset(self.source, self.target),
+            batch_size=self.batch_size,
+            collate_fn=lambda items: ImagePair(*map(torch.stack, zip(*items))),
+        )
 
     def train_dataloader(self):
         return self._loader()
@@ -51,8 +54,16 @@ class PairData(L.LightningDataModule):
 
 
 def fit(model, data, tmp_path, **trainer_args) -> L.Trainer:
-    args = dict(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    args = dict(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer = L.Trainer(**(args | trainer_args))
     trainer.fit(model, datamodule=data)
     return trainer
@@ -92,21 +103,24 @@ def test_pix2pix_step_is_the_papers_update(tmp_path):
 def test_cyclegan_step_is_the_papers_update(tmp_path, identity_weight):
     torch.manual_seed(0)
     g_ab, g_ba, d_a, d_b = translator(), translator(), nn.Conv2d(3, 1, 3), nn.Conv2d(3, 1, 3)
-    model = CycleGAN(*map(copy.deepcopy, (g_ab, g_ba, d_a, d_b)), identity_weight=identity_weight,
-                     g_optimizer=SGD, d_optimizer=SGD)
+    model = CycleGAN(
+        *map(copy.deepcopy, (g_ab, g_ba, d_a, d_b)), identity_weight=identity_weight, g_optimizer=SGD, d_optimizer=SGD
+    )
     a, b = pairs(2)
     fit(model, PairData(a, b), tmp_path)
     lsgan = LeastSquares()
     generators = nn.ModuleList([g_ab, g_ba])
     # 1. G and F together: 2 * LSGAN (the paper's E[(D(G(x)) - 1)^2]) + 10 * cycle + 0.5 * 10 * identity
     fake_b, fake_a = g_ab(a), g_ba(b)
-    g_loss = (2 * (lsgan.g_loss(d_b(fake_b)) + lsgan.g_loss(d_a(fake_a)))
-              + 10 * (F.l1_loss(g_ba(fake_b), a) + F.l1_loss(g_ab(fake_a), b))
-              + identity_weight * 10 * (F.l1_loss(g_ab(b), b) + F.l1_loss(g_ba(a), a)))
+    g_loss = (
+        2 * (lsgan.g_loss(d_b(fake_b)) + lsgan.g_loss(d_a(fake_a)))
+        + 10 * (F.l1_loss(g_ba(fake_b), a) + F.l1_loss(g_ab(fake_a), b))
+        + identity_weight * 10 * (F.l1_loss(g_ab(b), b) + F.l1_loss(g_ba(a), a))
+    )
     g_new = sgd_step(generators, g_loss)
     # 2. D_X and D_Y together, on the fakes of step 1 (the pool is filling: it returns them as they are)
     discriminators = nn.ModuleList([d_a, d_b])
-    d_loss = (lsgan.d_loss(d_a(a), d_a(fake_a.detach())) + lsgan.d_loss(d_b(b), d_b(fake_b.detach())))
+    d_loss = lsgan.d_loss(d_a(a), d_a(fake_a.detach())) + lsgan.d_loss(d_b(b), d_b(fake_b.detach()))
     d_new = sgd_step(discriminators, d_loss)
     assert_same_parameters(nn.ModuleList([model.generator_ab, model.generator_ba]), g_new)
     assert_same_parameters(nn.ModuleList([model.discriminator_a, model.discriminator_b]), d_new)
@@ -129,7 +143,7 @@ def test_image_pool_returns_new_or_stored_images_half_the_time():
             assert stored_after == stored_before
         else:  # a stored image came out, and the new one took its place
             slot = stored_before.index(value)
-            assert stored_after == stored_before[:slot] + [new.item()] + stored_before[slot + 1:]
+            assert stored_after == stored_before[:slot] + [new.item()] + stored_before[slot + 1 :]
     assert 170 < returned_new < 230  # 400 draws at p = 1/2: mean 200, std 10
     again = ImagePool(size=4)
     again.load_state_dict(pool.state_dict())
@@ -140,13 +154,25 @@ def test_image_pool_returns_new_or_stored_images_half_the_time():
 def test_image_pool_is_seeded_and_kept_in_checkpoints(tmp_path):
     torch.manual_seed(0)
     a, b = pairs(8)
-    model = CycleGAN(translator(), translator(), nn.Conv2d(3, 1, 3), nn.Conv2d(3, 1, 3), pool_size=3,
-                     g_optimizer=SGD, d_optimizer=SGD)
+    model = CycleGAN(
+        translator(),
+        translator(),
+        nn.Conv2d(3, 1, 3),
+        nn.Conv2d(3, 1, 3),
+        pool_size=3,
+        g_optimizer=SGD,
+        d_optimizer=SGD,
+    )
     trainer = fit(model, PairData(a, b), tmp_path, limit_train_batches=4)
     trainer.save_checkpoint(tmp_path / "pools.ckpt")
-    restored = CycleGAN.load_from_checkpoint(tmp_path / "pools.ckpt", generator_ab=translator(),
-                                             generator_ba=translator(), discriminator_a=nn.Conv2d(3, 1, 3),
-                                             discriminator_b=nn.Conv2d(3, 1, 3), weights_only=False)
+    restored = CycleGAN.load_from_checkpoint(
+        tmp_path / "pools.ckpt",
+        generator_ab=translator(),
+        generator_ba=translator(),
+        discriminator_a=nn.Conv2d(3, 1, 3),
+        discriminator_b=nn.Conv2d(3, 1, 3),
+        weights_only=False,
+    )
     assert_close(torch.stack(restored.pool_b.images), torch.stack(model.pool_b.images))
     with pytest.raises(ValueError, match="pool size"):
         ImagePool(-1)
@@ -168,9 +194,14 @@ def test_linear_decay_holds_then_decays_as_the_official_code():
 
 
 def test_schedulers_are_stepped_once_per_epoch(tmp_path):
-    model = Pix2Pix(translator(), nn.Conv2d(6, 1, 3), g_optimizer=SGD, d_optimizer=SGD,
-                    g_lr_scheduler=partial(LinearDecayLR, constant_epochs=1, decay_epochs=3),
-                    d_lr_scheduler=partial(LinearDecayLR, constant_epochs=1, decay_epochs=3))
+    model = Pix2Pix(
+        translator(),
+        nn.Conv2d(6, 1, 3),
+        g_optimizer=SGD,
+        d_optimizer=SGD,
+        g_lr_scheduler=partial(LinearDecayLR, constant_epochs=1, decay_epochs=3),
+        d_lr_scheduler=partial(LinearDecayLR, constant_epochs=1, decay_epochs=3),
+    )
     fit(model, PairData(*pairs(4)), tmp_path, max_epochs=3, limit_train_batches=2)
     g_opt, d_opt = model.optimizers()
     # stepped after epochs 0, 1, 2: the rate for epoch 3 is 1 - (3 + 1 - 1) / (3 + 1) of the initial one
@@ -191,8 +222,13 @@ def test_translation_grid_rows_are_input_output_target(tmp_path, system):
     else:
         model, columns = CycleGAN(translator(), translator(), nn.Conv2d(3, 1, 3), nn.Conv2d(3, 1, 3)), 6
     source, target = pairs(5, size=6)
-    fit(model, PairData(source, target, batch_size=2), tmp_path, limit_train_batches=1,
-        callbacks=[TranslationGrid(num_images=3)])
+    fit(
+        model,
+        PairData(source, target, batch_size=2),
+        tmp_path,
+        limit_train_batches=1,
+        callbacks=[TranslationGrid(num_images=3)],
+    )
     grid = read_image(str(tmp_path / "translations" / "epoch_000.png")).float()
     assert grid.shape == (3, 2 + 3 * 8, 2 + columns * 8)  # 3 rows, 6 px tiles + 2 px padding
     model.eval()
@@ -200,7 +236,7 @@ def test_translation_grid_rows_are_input_output_target(tmp_path, system):
         expected = model.translation_columns(ImagePair(source[:3], target[:3]))
     for row in range(3):
         for column in range(columns):
-            tile = grid[:, 2 + 8 * row: 8 + 8 * row, 2 + 8 * column: 8 + 8 * column]
+            tile = grid[:, 2 + 8 * row : 8 + 8 * row, 2 + 8 * column : 8 + 8 * column]
             pixels = (expected[column][row].clamp(-1, 1) + 1) / 2 * 255  # make_grid's normalize, then PNG rounding
             assert_close(tile, pixels, atol=1.0, rtol=0)
     assert_close(expected[0], source[:3]) and assert_close(expected[-1 if system == "pix2pix" else 3], target[:3])

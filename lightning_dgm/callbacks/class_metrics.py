@@ -54,8 +54,10 @@ class ClassMetrics(L.Callback):
             classifier = load_classifier(classifier)
         num_classes = getattr(classifier, "num_classes", None)
         if not isinstance(num_classes, int):
-            raise ValueError(f"ClassMetrics needs a classifier with an int `num_classes`, got "
-                             f"{type(classifier).__name__}: pass a Classifier checkpoint path")
+            raise ValueError(
+                f"ClassMetrics needs a classifier with an int `num_classes`, got "
+                f"{type(classifier).__name__}: pass a Classifier checkpoint path"
+            )
         self.classifier = classifier.eval().requires_grad_(False)
         self.num_classes = num_classes
         self.image_shape = getattr(classifier, "image_shape", None)
@@ -70,8 +72,10 @@ class ClassMetrics(L.Callback):
         for source, owner in (("model", pl_module), ("data", datamodule)):
             classes = getattr(owner, "num_classes", None)
             if classes is not None and classes != self.num_classes:
-                raise ValueError(f"ClassMetrics: the classifier has {self.num_classes} classes but the {source} has "
-                                 f"{classes}: use a classifier trained on the model's data set")
+                raise ValueError(
+                    f"ClassMetrics: the classifier has {self.num_classes} classes but the {source} has "
+                    f"{classes}: use a classifier trained on the model's data set"
+                )
         self._check_shape(getattr(datamodule, "image_shape", None), "the data has images of shape")
         if getattr(pl_module, "conditional", False) and getattr(pl_module, "num_classes", None) is None:
             raise ValueError("ClassMetrics: a conditional system needs a `num_classes` attribute to be given labels")
@@ -79,16 +83,24 @@ class ClassMetrics(L.Callback):
 
     def _check_shape(self, shape: tuple[int, ...] | None, what: str) -> None:
         if shape is not None and self.image_shape is not None and tuple(shape) != tuple(self.image_shape):
-            raise ValueError(f"ClassMetrics: the classifier takes images of shape {tuple(self.image_shape)}, but "
-                             f"{what} {tuple(shape)}: use a classifier trained on the model's data set")
+            raise ValueError(
+                f"ClassMetrics: the classifier takes images of shape {tuple(self.image_shape)}, but "
+                f"{what} {tuple(shape)}: use a classifier trained on the model's data set"
+            )
 
     @torch.no_grad()
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Tensor]:
         """Classify this process's share of samples; every rank returns the totals over all ranks."""
         self.classifier.to(pl_module.device)
         self.metric.to(pl_module.device).reset()
-        batches = generated_samples(pl_module, self.num_samples, batch_size=self.batch_size, seed=self.seed,
-                                    rank=trainer.global_rank, world_size=trainer.world_size)
+        batches = generated_samples(
+            pl_module,
+            self.num_samples,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
         for batch in batches:
             self._check_shape(batch.image.shape[1:], "the model samples images of shape")
             self.metric.update(self.classifier(batch.image.float()).argmax(dim=1), batch.label)

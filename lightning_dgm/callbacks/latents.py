@@ -56,8 +56,10 @@ def _evaluating(pl_module: L.LightningModule):
 
 def _require_autoencoder(pl_module: L.LightningModule, who: str) -> None:
     if not all(hasattr(pl_module, name) for name in ("latent_dim", "encode", "decode")):
-        raise TypeError(f"{who} needs a system with latent_dim, encode() and decode() (AutoEncoder, VAE); "
-                        f"{type(pl_module).__name__} has not; remove the callback")
+        raise TypeError(
+            f"{who} needs a system with latent_dim, encode() and decode() (AutoEncoder, VAE); "
+            f"{type(pl_module).__name__} has not; remove the callback"
+        )
 
 
 def _split(trainer: L.Trainer, name: str, who: str, min_size: int = 1):
@@ -65,8 +67,10 @@ def _split(trainer: L.Trainer, name: str, who: str, min_size: int = 1):
     dataset = getattr(trainer.datamodule, f"{name}_set", None)
     if dataset is None or len(dataset) < min_size:
         size = "none" if dataset is None else len(dataset)
-        raise ValueError(f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {size} "
-                         f"(use an image datamodule; for validation images set data.val_size)")
+        raise ValueError(
+            f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {size} "
+            f"(use an image datamodule; for validation images set data.val_size)"
+        )
     return dataset
 
 
@@ -182,8 +186,10 @@ class LatentManifold(_Pictures):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if pl_module.latent_dim != 2:
-            raise ValueError(f"LatentManifold draws a 2-D latent space, but latent_dim is {pl_module.latent_dim}; "
-                             f"remove the callback or use latent_dim: 2")
+            raise ValueError(
+                f"LatentManifold draws a 2-D latent space, but latent_dim is {pl_module.latent_dim}; "
+                f"remove the callback or use latent_dim: 2"
+            )
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
         images = pl_module.decode(manifold_latents(self.grid_size).to(pl_module.device))

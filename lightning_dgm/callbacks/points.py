@@ -20,8 +20,10 @@ def _datamodule_modes(trainer: L.Trainer, who: str):
     datamodule = trainer.datamodule
     modes = getattr(datamodule, "modes", None)
     if modes is None or getattr(datamodule, "std", None) is None:
-        raise ValueError(f"{who} needs data with known modes and std (GaussianRingDataModule, "
-                         f"GaussianGridDataModule); {type(datamodule).__name__} has none")
+        raise ValueError(
+            f"{who} needs data with known modes and std (GaussianRingDataModule, "
+            f"GaussianGridDataModule); {type(datamodule).__name__} has none"
+        )
     return modes, datamodule.std
 
 
@@ -93,7 +95,12 @@ class PointsPlot(L.Callback):
     def __init__(self, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 0, resolution: int = 100) -> None:
         if num_samples < 1 or every_n_epochs < 1 or resolution < 2:
             raise ValueError("need num_samples >= 1, every_n_epochs >= 1 and resolution >= 2")
-        self.num_samples, self.every_n_epochs, self.seed, self.resolution = num_samples, every_n_epochs, seed, resolution
+        self.num_samples, self.every_n_epochs, self.seed, self.resolution = (
+            num_samples,
+            every_n_epochs,
+            seed,
+            resolution,
+        )
 
     def _density(self, trainer: L.Trainer) -> tuple[np.ndarray, np.ndarray, list[float]]:
         points = trainer.datamodule.train_set.points
@@ -102,8 +109,9 @@ class PointsPlot(L.Callback):
         low, high = points.amin(dim=0), points.amax(dim=0)
         pad = ((high - low) * 0.1).clamp(min=0.5)
         extent = [float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1])]
-        counts, _, _ = np.histogram2d(points[:, 0].numpy(), points[:, 1].numpy(), bins=self.resolution,
-                                      range=[extent[:2], extent[2:]])
+        counts, _, _ = np.histogram2d(
+            points[:, 0].numpy(), points[:, 1].numpy(), bins=self.resolution, range=[extent[:2], extent[2:]]
+        )
         return counts.T, points[: self.num_samples].numpy(), extent
 
     @torch.no_grad()

@@ -87,8 +87,10 @@ def _data_args(datamodule: L.LightningDataModule) -> dict[str, str]:
         if name == "self" or name in _LOADER_ARGS or variadic:
             continue
         if not hasattr(datamodule, name):
-            raise ValueError(f"SampleMetrics keys its real-feature cache by the datamodule's init args, but "
-                             f"{type(datamodule).__name__} does not keep `{name}` as an attribute of that name")
+            raise ValueError(
+                f"SampleMetrics keys its real-feature cache by the datamodule's init args, but "
+                f"{type(datamodule).__name__} does not keep `{name}` as an attribute of that name"
+            )
         value = getattr(datamodule, name)
         # A relative path names different data in different working directories (and the cache is
         # shared by every project of a user): key by where it points.
@@ -98,8 +100,15 @@ def _data_args(datamodule: L.LightningDataModule) -> dict[str, str]:
     return args
 
 
-def generated_samples(pl_module: L.LightningModule, num_samples: int, *, batch_size: int, seed: int = 0,
-                      rank: int = 0, world_size: int = 1) -> Iterator[Samples]:
+def generated_samples(
+    pl_module: L.LightningModule,
+    num_samples: int,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[Samples]:
     """This process's share of `num_samples` samples, as `Samples(index, image, label)` batches of
     at most `batch_size`: `index` (n,) the global sample numbers (ranks take consecutive blocks,
     rank 0 first), `image` (n, C, H, W) float in [-1, 1] on the module's device, `label` (n,) int64
@@ -112,8 +121,10 @@ def generated_samples(pl_module: L.LightningModule, num_samples: int, *, batch_s
     conditional = getattr(pl_module, "conditional", False)
     num_classes = getattr(pl_module, "num_classes", None)
     if conditional and not (isinstance(num_classes, int) and num_classes >= 1):
-        raise ValueError(f"{type(pl_module).__name__} is conditional but has no int `num_classes` >= 1 "
-                         f"(got {num_classes!r}): set it so that samples can be drawn class by class")
+        raise ValueError(
+            f"{type(pl_module).__name__} is conditional but has no int `num_classes` >= 1 "
+            f"(got {num_classes!r}): set it so that samples can be drawn class by class"
+        )
     indices = torch.arange(num_samples).tensor_split(world_size)[rank]
     generator = torch.Generator().manual_seed(seed + rank)
     was_training = pl_module.training
@@ -180,8 +191,9 @@ class SampleMetrics(L.Callback):
         cache_dir: str | None = None,
     ) -> None:
         if min(num_samples, every_n_epochs, batch_size, kid_subset_size, kid_subsets, is_splits) < 1:
-            raise ValueError("num_samples, every_n_epochs, batch_size, kid_subset_size, kid_subsets and is_splits "
-                             "must be at least 1")
+            raise ValueError(
+                "num_samples, every_n_epochs, batch_size, kid_subset_size, kid_subsets and is_splits must be at least 1"
+            )
         if num_real_samples is not None and num_real_samples < 2:
             raise ValueError(f"num_real_samples must be at least 2 (None: the whole split), got {num_real_samples}")
         kinds = [_kind(m) for m in metrics]
@@ -189,14 +201,20 @@ class SampleMetrics(L.Callback):
             raise ValueError(f"metrics must name each of FID, KID, IS at most once and at least one, got {metrics}")
         for name, module in (("feature", feature), ("classifier", classifier)):
             if module is not None and not isinstance(getattr(module, "num_features", None), int):
-                raise ValueError(f"{name} needs an int `num_features` (torchmetrics' contract): wrap the network "
-                                 f"in lightning_dgm.metrics.ImageFeatures(network, num_features=...)")
+                raise ValueError(
+                    f"{name} needs an int `num_features` (torchmetrics' contract): wrap the network "
+                    f"in lightning_dgm.metrics.ImageFeatures(network, num_features=...)"
+                )
         if {FrechetInceptionDistance, KernelInceptionDistance} & set(kinds) and feature is None:
-            raise ValueError("FID and KID need image features: pass feature= (e.g. InceptionFeatures()), "
-                             "or keep only InceptionScore in metrics")
+            raise ValueError(
+                "FID and KID need image features: pass feature= (e.g. InceptionFeatures()), "
+                "or keep only InceptionScore in metrics"
+            )
         if InceptionScore in kinds and classifier is None:
-            raise ValueError("InceptionScore needs class logits: pass classifier= (e.g. "
-                             "InceptionFeatures(feature='logits_unbiased')), or leave InceptionScore out of metrics")
+            raise ValueError(
+                "InceptionScore needs class logits: pass classifier= (e.g. "
+                "InceptionFeatures(feature='logits_unbiased')), or leave InceptionScore out of metrics"
+            )
         if KernelInceptionDistance in kinds and num_samples < kid_subset_size:
             raise ValueError(f"KID draws subsets of kid_subset_size={kid_subset_size} images: need num_samples >= it")
         self.feature = feature.eval().requires_grad_(False) if feature is not None else None
@@ -216,8 +234,9 @@ class SampleMetrics(L.Callback):
         if kind is FrechetInceptionDistance:
             return metric_class(feature=_Given(self.feature.num_features))
         if kind is KernelInceptionDistance:
-            return metric_class(feature=_Given(self.feature.num_features), subsets=self.kid_subsets,
-                                subset_size=self.kid_subset_size)
+            return metric_class(
+                feature=_Given(self.feature.num_features), subsets=self.kid_subsets, subset_size=self.kid_subset_size
+            )
         return metric_class(feature=_Given(self.classifier.num_features), splits=self.is_splits)
 
     # -- real features: once per split, cached on disk ----------------------------------------
@@ -242,8 +261,10 @@ class SampleMetrics(L.Callback):
     def _dataset(self, trainer: L.Trainer, split: str):
         dataset = getattr(trainer.datamodule, f"{split}_set", None) if trainer.datamodule is not None else None
         if dataset is None:
-            raise ValueError(f"SampleMetrics scores against the datamodule's {split} split, but trainer.datamodule "
-                             f"has no `{split}_set` (pass a LightningDataModule whose setup() makes it)")
+            raise ValueError(
+                f"SampleMetrics scores against the datamodule's {split} split, but trainer.datamodule "
+                f"has no `{split}_set` (pass a LightningDataModule whose setup() makes it)"
+            )
         return dataset
 
     def _num_real(self, dataset) -> int:
@@ -300,8 +321,9 @@ class SampleMetrics(L.Callback):
                 rank_zero_info(f"SampleMetrics: real {split} features extracted and cached in {path}")
             double = features.double()
             kid = KernelInceptionDistance in self.metrics  # only KID needs the features themselves
-            self._real[path] = _RealStatistics(len(features), double.sum(dim=0), double.T @ double,
-                                               features if kid else None)
+            self._real[path] = _RealStatistics(
+                len(features), double.sum(dim=0), double.T @ double, features if kid else None
+            )
         return self._real[path]
 
     def _load_real_into(self, metric: Metric, kind: type[Metric], trainer: L.Trainer, split: str, device) -> None:
@@ -316,8 +338,10 @@ class SampleMetrics(L.Callback):
             metric.real_features_num_samples = torch.tensor(real.count, device=device)
         elif kind is KernelInceptionDistance:
             if real.count < self.kid_subset_size:
-                raise ValueError(f"KID draws subsets of kid_subset_size={self.kid_subset_size}, but the {split} "
-                                 f"split gives {real.count} real images: lower kid_subset_size")
+                raise ValueError(
+                    f"KID draws subsets of kid_subset_size={self.kid_subset_size}, but the {split} "
+                    f"split gives {real.count} real images: lower kid_subset_size"
+                )
             metric.real_features = [real.features.tensor_split(trainer.world_size)[trainer.global_rank].to(device)]
 
     # -- generated images and the metrics -----------------------------------------------------
@@ -325,16 +349,24 @@ class SampleMetrics(L.Callback):
         """This rank's share of the `num_samples` images that `measure` scores against `split`, with
         this callback's `batch_size` and `seed` (see `generated_samples`): a callback computing
         other sample statistics can score exactly the same images."""
-        return generated_samples(pl_module, self.num_samples, batch_size=self.batch_size, seed=self.seed,
-                                 rank=trainer.global_rank, world_size=trainer.world_size)
+        return generated_samples(
+            pl_module,
+            self.num_samples,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
 
     @torch.no_grad()
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> dict[str, Tensor]:
         """Score this process's share of samples against `split`; every rank returns the same values.
         A collective under DDP: call it on every rank."""
         if self.num_samples < trainer.world_size:
-            raise ValueError(f"num_samples={self.num_samples} leaves some of the {trainer.world_size} processes "
-                             f"without samples: raise it to at least {trainer.world_size}")
+            raise ValueError(
+                f"num_samples={self.num_samples} leaves some of the {trainer.world_size} processes "
+                f"without samples: raise it to at least {trainer.world_size}"
+            )
         device = pl_module.device
         for extractor in (self.feature, self.classifier):
             if extractor is not None:
@@ -385,9 +417,14 @@ class SampleMetrics(L.Callback):
             "input": "uint8 [0, 255] (generated images rounded from [-1, 1])",
             "num_generated": self.num_samples,
             f"{stage}_real": None if real is None else f"{split} split, first {real} images",
-            "seed": self.seed, "kid_subset_size": self.kid_subset_size, "kid_subsets": self.kid_subsets,
-            "is_splits": self.is_splits, "world_size": trainer.world_size,
-            "torch": str(torch.__version__), "torchmetrics": torchmetrics.__version__, "torch_fidelity": fidelity,
+            "seed": self.seed,
+            "kid_subset_size": self.kid_subset_size,
+            "kid_subsets": self.kid_subsets,
+            "is_splits": self.is_splits,
+            "world_size": trainer.world_size,
+            "torch": str(torch.__version__),
+            "torchmetrics": torchmetrics.__version__,
+            "torch_fidelity": fidelity,
         }
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, split: str) -> None:

@@ -26,7 +26,9 @@ class SampleRequests(Dataset):
         return self.num_samples
 
     def __getitem__(self, index: int) -> SampleRequest:
-        return SampleRequest(torch.tensor(index), torch.tensor(index % self.num_classes), torch.tensor(self.seed + index))
+        return SampleRequest(
+            torch.tensor(index), torch.tensor(index % self.num_classes), torch.tensor(self.seed + index)
+        )
 
 
 class SampleWriter(BasePredictionWriter):
@@ -34,8 +36,8 @@ class SampleWriter(BasePredictionWriter):
 
     `samples.pt` holds {"images": float32 (N, C, H, W) in [-1, 1], "labels": int64 (N,)}, with
     "labels" only for conditional systems, ordered by sample number. For data that are not
-    images, such as 2-D points, "images" holds the samples as drawn, (N, 2), and no PNGs are written. Under DDP each rank makes
-    its share and rank zero merges them.
+    images, such as 2-D points, "images" holds the samples as drawn, (N, 2), and no PNGs are
+    written. Under DDP each rank makes its share and rank zero merges them.
 
     Args:
         num_samples: how many samples `predict` makes.
@@ -75,8 +77,14 @@ class SampleWriter(BasePredictionWriter):
         self.directory(trainer).mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: Samples, batch_indices: Any,
-        batch: Any, batch_idx: int, dataloader_idx: int = 0,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: Samples,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         images = prediction.image.detach().float().cpu()
         is_image = images.dim() == 4  # 2-D points and other vectors are neither clamped nor drawn

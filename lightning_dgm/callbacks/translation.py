@@ -43,8 +43,10 @@ class TranslationGrid(L.Callback):
         if self._batch is None:
             datamodule = trainer.datamodule
             if datamodule is None or not hasattr(datamodule, "val_dataloader"):
-                raise ValueError("TranslationGrid draws its inputs from the datamodule's val_dataloader(): "
-                                 "train with a datamodule that has a validation split")
+                raise ValueError(
+                    "TranslationGrid draws its inputs from the datamodule's val_dataloader(): "
+                    "train with a datamodule that has a validation split"
+                )
             sources, targets, count = [], [], 0
             for batch in datamodule.val_dataloader():
                 sources.append(batch.source)
@@ -53,7 +55,9 @@ class TranslationGrid(L.Callback):
                 if count >= self.num_images:
                     break
             if not sources:
-                raise ValueError("TranslationGrid: the validation split is empty; give the datamodule validation images")
+                raise ValueError(
+                    "TranslationGrid: the validation split is empty; give the datamodule validation images"
+                )
             self._batch = ImagePair(torch.cat(sources)[: self.num_images], torch.cat(targets)[: self.num_images])
         return self._batch
 
@@ -109,9 +113,17 @@ class TranslationMetrics(SampleMetrics):
         if any(issubclass(m, InceptionScore) for m in metrics):
             raise ValueError("TranslationMetrics compares translations with the target domain: use FID and KID")
         # num_samples is set per split, to its number of source images, in measure().
-        super().__init__(feature=feature, metrics=metrics, num_samples=kid_subset_size, every_n_epochs=every_n_epochs,
-                         kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, batch_size=batch_size, seed=seed,
-                         cache_dir=cache_dir)
+        super().__init__(
+            feature=feature,
+            metrics=metrics,
+            num_samples=kid_subset_size,
+            every_n_epochs=every_n_epochs,
+            kid_subset_size=kid_subset_size,
+            kid_subsets=kid_subsets,
+            batch_size=batch_size,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
 
     def real_images(self, batch: ImagePair) -> Tensor:
         return batch.target
@@ -122,8 +134,10 @@ class TranslationMetrics(SampleMetrics):
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> dict[str, Tensor]:
         self.num_samples = len(self._dataset(trainer, split).source)
         if KernelInceptionDistance in self.metrics and self.num_samples < self.kid_subset_size:
-            raise ValueError(f"KID draws subsets of kid_subset_size={self.kid_subset_size}, but the {split} split "
-                             f"has {self.num_samples} source images: lower kid_subset_size")
+            raise ValueError(
+                f"KID draws subsets of kid_subset_size={self.kid_subset_size}, but the {split} split "
+                f"has {self.num_samples} source images: lower kid_subset_size"
+            )
         return super().measure(trainer, pl_module, split)
 
     def generated_batches(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> Iterator[Samples]:

@@ -16,8 +16,21 @@ from lightning_dgm.datamodules.svhn import SVHNDataModule
 from lightning_dgm.datamodules.unpaired import UnpairedDataModule
 
 __all__ = [
-    "CIFAR10DataModule", "CSVPointDataModule", "DigitsDataModule", "GaussianGridDataModule", "GaussianRingDataModule",
-    "ImageBatch", "ImageDataModule", "ImagePair", "ImageFolderDataModule", "MNISTDataModule", "PointDataModule", "SVHNDataModule",
+    "CIFAR10DataModule",
+    "CSVPointDataModule",
+    "DigitsDataModule",
+    "GaussianGridDataModule",
+    "GaussianRingDataModule",
+    "ImageBatch",
+    "ImageDataModule",
+    "ImagePair",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "PointDataModule",
+    "SVHNDataModule",
     "TensorImageDataset",
-    "FolderPairsDataModule", "PairedDataModule", "SideBySideDataModule", "UnpairedDataModule",
+    "FolderPairsDataModule",
+    "PairedDataModule",
+    "SideBySideDataModule",
+    "UnpairedDataModule",
 ]

@@ -73,12 +73,19 @@ def keep_batch(batch: ImageBatch) -> ImageBatch:
 
 def batch_loader(dataset: Dataset, batch_size: int, num_workers: int, **kwargs) -> DataLoader:
     """A DataLoader over a dataset whose `__getitems__` returns whole batches."""
-    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      collate_fn=keep_batch, **kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=keep_batch,
+        **kwargs,
+    )
 
 
-def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset,
-                          sampler_class: type[DistributedSampler] = DistributedSampler) -> DataLoader:
+def shuffled_train_loader(
+    datamodule: L.LightningDataModule, dataset: Dataset, sampler_class: type[DistributedSampler] = DistributedSampler
+) -> DataLoader:
     """The training loader of a datamodule with `batch_size`, `num_workers` and `seed`: this rank's
     shard of `dataset`, reshuffled per (seed, epoch), full batches only.
 
@@ -138,7 +145,9 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = self.load_train()
             if not 0 <= self.val_size < len(images):
-                raise ValueError(f"val_size must be in [0, {len(images)}) for {len(images)} train images, got {self.val_size}")
+                raise ValueError(
+                    f"val_size must be in [0, {len(images)}) for {len(images)} train images, got {self.val_size}"
+                )
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
             val, train = order[: self.val_size], order[self.val_size :]
             self.train_set = TensorImageDataset(images[train], labels[train])

@@ -39,7 +39,9 @@ class CIFAR10DataModule(DownloadedImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
+        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -78,8 +80,7 @@ class CIFAR10DataModule(DownloadedImageDataModule):
                 raise ValueError(f"labels outside [0, 10): {labels.min()}..{labels.max()}")
         except Exception as error:
             raise RuntimeError(
-                f"could not read CIFAR-10 batch {path} ({one_line(error)}); "
-                f"delete the damaged file and download again"
+                f"could not read CIFAR-10 batch {path} ({one_line(error)}); delete the damaged file and download again"
             ) from error
         return data, labels
 

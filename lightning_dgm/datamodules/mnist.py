@@ -62,7 +62,9 @@ class MNISTDataModule(DownloadedImageDataModule):
         seed: int = 0,
         binarize: bool = False,
     ) -> None:
-        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
+        )
         self.binarize = binarize
 
     @property

@@ -44,8 +44,15 @@ class PointDataModule(ImageDataModule):
         batch_size: points per batch.
     """
 
-    def __init__(self, num_train: int = 100_000, num_val: int = 2_500, num_test: int = 2_500,
-                 batch_size: int = 100, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_train: int = 100_000,
+        num_val: int = 2_500,
+        num_test: int = 2_500,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__(batch_size=batch_size, val_size=num_val, num_workers=num_workers, seed=seed)
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         #: standard deviation of every mixture component (per coordinate); None without modes
@@ -89,11 +96,26 @@ class GaussianRingDataModule(GaussianMixtureDataModule):
     """`num_modes` Gaussians evenly spaced on a circle of `radius` (8, 2.0 and std 0.02 by default,
     as in VEEGAN's ring)."""
 
-    def __init__(self, num_modes: int = 8, radius: float = 2.0, std: float = 0.02, num_train: int = 100_000,
-                 num_val: int = 2_500, num_test: int = 2_500, batch_size: int = 100, num_workers: int = 0,
-                 seed: int = 0) -> None:
-        super().__init__(num_train=num_train, num_val=num_val, num_test=num_test,
-                         batch_size=batch_size, num_workers=num_workers, seed=seed)
+    def __init__(
+        self,
+        num_modes: int = 8,
+        radius: float = 2.0,
+        std: float = 0.02,
+        num_train: int = 100_000,
+        num_val: int = 2_500,
+        num_test: int = 2_500,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+        )
         self._set_std(std)
         if num_modes < 1 or radius <= 0:
             raise ValueError(f"need num_modes >= 1 and radius > 0, got {num_modes} and {radius}")
@@ -109,11 +131,26 @@ class GaussianGridDataModule(GaussianMixtureDataModule):
     """A `grid_size` x `grid_size` grid of Gaussians `spacing` apart, centred on the origin (5 x 5,
     spacing 2, so centres at -4, -2, 0, 2, 4, and std 0.02 by default, as in VEEGAN's grid)."""
 
-    def __init__(self, grid_size: int = 5, spacing: float = 2.0, std: float = 0.02, num_train: int = 100_000,
-                 num_val: int = 2_500, num_test: int = 2_500, batch_size: int = 100, num_workers: int = 0,
-                 seed: int = 0) -> None:
-        super().__init__(num_train=num_train, num_val=num_val, num_test=num_test,
-                         batch_size=batch_size, num_workers=num_workers, seed=seed)
+    def __init__(
+        self,
+        grid_size: int = 5,
+        spacing: float = 2.0,
+        std: float = 0.02,
+        num_train: int = 100_000,
+        num_val: int = 2_500,
+        num_test: int = 2_500,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+        )
         self._set_std(std)
         if grid_size < 1 or spacing <= 0:
             raise ValueError(f"need grid_size >= 1 and spacing > 0, got {grid_size} and {spacing}")
@@ -133,10 +170,18 @@ class CSVPointDataModule(PointDataModule):
     mixture datamodule.
     """
 
-    def __init__(self, path: str, num_val: int = 500, num_test: int = 500, batch_size: int = 100,
-                 num_workers: int = 0, seed: int = 0) -> None:
-        super().__init__(num_train=0, num_val=num_val, num_test=num_test, batch_size=batch_size,
-                         num_workers=num_workers, seed=seed)
+    def __init__(
+        self,
+        path: str,
+        num_val: int = 500,
+        num_test: int = 500,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            num_train=0, num_val=num_val, num_test=num_test, batch_size=batch_size, num_workers=num_workers, seed=seed
+        )
         self.path = Path(path)
         self._split: dict[str, Tensor] | None = None
 
@@ -151,12 +196,16 @@ class CSVPointDataModule(PointDataModule):
             except ValueError as error:
                 raise ValueError(f"CSVPointDataModule: {self.path} is not numeric x,y rows ({error})") from None
         if values.shape[1:] != (2,) or not np.isfinite(values).all():
-            raise ValueError(f"CSVPointDataModule: {self.path} must hold two finite numbers per row (x,y); "
-                             f"got {values.shape[1] if values.size else 0} column(s) or non-finite values")
+            raise ValueError(
+                f"CSVPointDataModule: {self.path} must hold two finite numbers per row (x,y); "
+                f"got {values.shape[1] if values.size else 0} column(s) or non-finite values"
+            )
         held_out = self.sizes["val"] + self.sizes["test"]
         if len(values) <= held_out:
-            raise ValueError(f"CSVPointDataModule: {self.path} has {len(values)} points, not more than the "
-                             f"{held_out} held out (num_val + num_test); add points or lower them")
+            raise ValueError(
+                f"CSVPointDataModule: {self.path} has {len(values)} points, not more than the "
+                f"{held_out} held out (num_val + num_test); add points or lower them"
+            )
         return torch.from_numpy(values).float()
 
     def draw(self, split: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -164,11 +213,20 @@ class CSVPointDataModule(PointDataModule):
             points = self._read()
             order = torch.randperm(len(points), generator=torch.Generator().manual_seed(self.seed))
             val, test = self.sizes["val"], self.sizes["test"]
-            self._split = {"val": points[order[:val]], "test": points[order[val:val + test]],
-                           "train": points[order[val + test:]]}
+            self._split = {
+                "val": points[order[:val]],
+                "test": points[order[val : val + test]],
+                "train": points[order[val + test :]],
+            }
         points = self._split[split]
         return points, torch.zeros(len(points), dtype=torch.long)
 
 
-__all__ = ["CSVPointDataModule", "GaussianGridDataModule", "GaussianMixtureDataModule", "GaussianRingDataModule",
-           "PointDataModule", "PointDataset"]
+__all__ = [
+    "CSVPointDataModule",
+    "GaussianGridDataModule",
+    "GaussianMixtureDataModule",
+    "GaussianRingDataModule",
+    "PointDataModule",
+    "PointDataset",
+]

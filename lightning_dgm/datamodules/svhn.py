@@ -41,7 +41,9 @@ class SVHNDataModule(DownloadedImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
+        )
         self.use_extra = use_extra
 
     @property

@@ -21,8 +21,23 @@ from lightning_dgm.metrics.features import (
 from lightning_dgm.metrics.modes import Coverage, ModeCounts, ModeCoverage, count_modes, mode_coverage
 
 __all__ = [
-    "ClassCoverage", "ClassDistribution", "ClassifierFeatures", "ClassifierLogits", "class_coverage",
-    "conditional_accuracy", "load_classifier",
-    "INCEPTION_FILE", "INCEPTION_URL", "Coverage", "ImageFeatures", "InceptionFeatures", "ModeCounts", "ModeCoverage",
-    "count_modes", "fingerprint", "inception_weights_path", "mode_coverage", "signed_unit_to_uint8",
+    "ClassCoverage",
+    "ClassDistribution",
+    "ClassifierFeatures",
+    "ClassifierLogits",
+    "class_coverage",
+    "conditional_accuracy",
+    "load_classifier",
+    "INCEPTION_FILE",
+    "INCEPTION_URL",
+    "Coverage",
+    "ImageFeatures",
+    "InceptionFeatures",
+    "ModeCounts",
+    "ModeCoverage",
+    "count_modes",
+    "fingerprint",
+    "inception_weights_path",
+    "mode_coverage",
+    "signed_unit_to_uint8",
 ]

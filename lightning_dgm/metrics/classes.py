@@ -32,8 +32,10 @@ from torchmetrics import Metric
 from lightning_dgm.metrics.features import ImageFeatures
 from lightning_dgm.models.classifier import Classifier
 
-_TRAIN_ONE = ("train one with `python -m lightning_dgm fit --config configs/classifier_mnist.yaml` (or "
-              "classifier_cifar10.yaml) and pass the run folder's checkpoints/last.ckpt")
+_TRAIN_ONE = (
+    "train one with `python -m lightning_dgm fit --config configs/classifier_mnist.yaml` (or "
+    "classifier_cifar10.yaml) and pass the run folder's checkpoints/last.ckpt"
+)
 
 
 class ClassCoverage(NamedTuple):
@@ -43,11 +45,15 @@ class ClassCoverage(NamedTuple):
 
 def _check_predictions(predictions: Tensor, num_classes: int | None = None) -> None:
     if predictions.dim() != 1 or predictions.dtype.is_floating_point or predictions.dtype == torch.bool:
-        raise ValueError(f"expected integer class predictions of shape (N,), got {predictions.dtype} "
-                         f"{tuple(predictions.shape)} (take logits.argmax(dim=1))")
+        raise ValueError(
+            f"expected integer class predictions of shape (N,), got {predictions.dtype} "
+            f"{tuple(predictions.shape)} (take logits.argmax(dim=1))"
+        )
     if num_classes is not None and len(predictions) and (predictions.min() < 0 or predictions.max() >= num_classes):
-        raise ValueError(f"predictions must lie in [0, {num_classes}), got values in "
-                         f"[{int(predictions.min())}, {int(predictions.max())}]")
+        raise ValueError(
+            f"predictions must lie in [0, {num_classes}), got values in "
+            f"[{int(predictions.min())}, {int(predictions.max())}]"
+        )
 
 
 def class_counts(predictions: Tensor, num_classes: int) -> Tensor:
@@ -142,7 +148,7 @@ def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torc
 
 
 def _system_in(checkpoint: object) -> str:
-    """"Classifier" when the checkpoint is one, else a description of what it holds."""
+    """ "Classifier" when the checkpoint is one, else a description of what it holds."""
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         return f"a {type(checkpoint).__name__}, not a Lightning checkpoint"
     hparams = checkpoint.get("hyper_parameters") or {}
@@ -202,15 +208,19 @@ class ClassifierFeatures(ImageFeatures):
     def forward(self, images: Tensor) -> Tensor:
         shape = self.classifier_image_shape
         if shape is not None and tuple(images.shape[1:]) != shape:
-            raise ValueError(f"the classifier in {self.checkpoint_path} takes images of shape {shape}, got "
-                             f"{tuple(images.shape[1:])}: use a classifier trained on this data set")
+            raise ValueError(
+                f"the classifier in {self.checkpoint_path} takes images of shape {shape}, got "
+                f"{tuple(images.shape[1:])}: use a classifier trained on this data set"
+            )
         return super().forward(images)
 
     def extra_repr(self) -> str:
         # No checkpoint path: the cache key of real features hashes the weights, wherever the file lies.
         network = self.network.network if isinstance(self.network, _Penultimate) else self.network
-        return (f"network={type(network).__name__}, num_features={self.num_features}, "
-                f"image_shape={self.classifier_image_shape}")
+        return (
+            f"network={type(network).__name__}, num_features={self.num_features}, "
+            f"image_shape={self.classifier_image_shape}"
+        )
 
 
 class ClassifierLogits(ClassifierFeatures):

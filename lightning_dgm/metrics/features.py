@@ -104,8 +104,10 @@ class InceptionFeatures(nn.Module):
         self.feature, self.antialias, self.weights_file = feature, antialias, path.name
         self.num_features = INCEPTION_OUTPUTS[feature]
         self.network = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=[str(feature)],
-            feature_extractor_weights_path=str(path), antialias=antialias,
+            name="inception-v3-compat",
+            features_list=[str(feature)],
+            feature_extractor_weights_path=str(path),
+            antialias=antialias,
         )
         self.requires_grad_(False)
 
@@ -136,16 +138,26 @@ class ImageFeatures(nn.Module):
         antialias: antialiased bilinear resize (only when resizing).
     """
 
-    def __init__(self, network: nn.Module, num_features: int, in_channels: int | None = None,
-                 image_size: int | tuple[int, int] | None = None, antialias: bool = True) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        num_features: int,
+        in_channels: int | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        antialias: bool = True,
+    ) -> None:
         super().__init__()
         if num_features < 1 or in_channels not in (None, 1, 3):
-            raise ValueError(f"need num_features >= 1 and in_channels in (None, 1, 3), got {num_features}, "
-                             f"{in_channels}")
+            raise ValueError(
+                f"need num_features >= 1 and in_channels in (None, 1, 3), got {num_features}, {in_channels}"
+            )
         self.network = network.eval().requires_grad_(False)
         self.num_features, self.in_channels, self.antialias = num_features, in_channels, antialias
-        self.image_size = (image_size, image_size) if isinstance(image_size, int) else (
-            tuple(image_size) if image_size is not None else None)
+        self.image_size = (
+            (image_size, image_size)
+            if isinstance(image_size, int)
+            else (tuple(image_size) if image_size is not None else None)
+        )
 
     def train(self, mode: bool = True) -> ImageFeatures:
         return super().train(False)  # a fixed measuring instrument: BatchNorm / dropout never train
@@ -161,13 +173,16 @@ class ImageFeatures(nn.Module):
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=self.antialias)
         features = self.network(x).float().reshape(len(x), -1)
         if features.shape[1] != self.num_features:
-            raise ValueError(f"the network gives {features.shape[1]} features per image, num_features says "
-                             f"{self.num_features}")
+            raise ValueError(
+                f"the network gives {features.shape[1]} features per image, num_features says {self.num_features}"
+            )
         return features
 
     def extra_repr(self) -> str:
-        return (f"network={type(self.network).__name__}, num_features={self.num_features}, "
-                f"in_channels={self.in_channels}, image_size={self.image_size}, antialias={self.antialias}")
+        return (
+            f"network={type(self.network).__name__}, num_features={self.num_features}, "
+            f"in_channels={self.in_channels}, image_size={self.image_size}, antialias={self.antialias}"
+        )
 
 
 def fingerprint(module: nn.Module) -> str:

@@ -34,7 +34,9 @@ class Coverage(NamedTuple):
 def count_modes(samples: Tensor, modes: Tensor, std: float, num_std: float = 3.0) -> ModeCounts:
     """Assign (N, D) samples to the nearest of (K, D) modes and count, per mode, all and high-quality ones."""
     if samples.dim() != 2 or modes.dim() != 2 or samples.shape[1] != modes.shape[1]:
-        raise ValueError(f"samples (N, D) and modes (K, D) must agree in D, got {tuple(samples.shape)} and {tuple(modes.shape)}")
+        raise ValueError(
+            f"samples (N, D) and modes (K, D) must agree in D, got {tuple(samples.shape)} and {tuple(modes.shape)}"
+        )
     distance, nearest = torch.cdist(samples.double(), modes.double()).min(dim=1)
     k = len(modes)
     return ModeCounts(
@@ -89,4 +91,3 @@ class ModeCoverage(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         return mode_coverage(ModeCounts(self.nearest, self.high_quality), self.min_count)._asdict()
-

@@ -18,7 +18,22 @@ from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.models.vae import VAE
 
 __all__ = [
-    "GAN", "VAE", "AdversarialSystem", "AutoEncoder", "Classifier", "ConditionalGAN", "Corruption", "CycleGAN",
-    "DenoisingAutoEncoder", "Gaussian", "GaussianCorruption", "GenerativeSystem", "MaskingCorruption", "Multinomial",
-    "Pix2Pix", "SampleRequest", "Samples", "TranslationSystem",
+    "GAN",
+    "VAE",
+    "AdversarialSystem",
+    "AutoEncoder",
+    "Classifier",
+    "ConditionalGAN",
+    "Corruption",
+    "CycleGAN",
+    "DenoisingAutoEncoder",
+    "Gaussian",
+    "GaussianCorruption",
+    "GenerativeSystem",
+    "MaskingCorruption",
+    "Multinomial",
+    "Pix2Pix",
+    "SampleRequest",
+    "Samples",
+    "TranslationSystem",
 ]

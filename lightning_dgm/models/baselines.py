@@ -47,7 +47,9 @@ class _ClosedFormSystem(GenerativeSystem):
     def _flat(self, batch: ImageBatch) -> Tensor:
         x = batch.image
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"{type(self).__name__} was built for data of shape {self.image_shape}, got {tuple(x.shape[1:])}")
+            raise ValueError(
+                f"{type(self).__name__} was built for data of shape {self.image_shape}, got {tuple(x.shape[1:])}"
+            )
         return x.reshape(len(x), self.dim).double()
 
     def setup(self, stage: str) -> None:
@@ -79,8 +81,10 @@ class _ClosedFormSystem(GenerativeSystem):
             return
         self._check_fitted()
         nll = -self.log_prob(self._flat(batch))  # nats per example
-        self.log_dict({f"{prefix}/nll": nll.mean(), f"{prefix}/bits_per_dim": nll.mean() / (self.dim * math.log(2))},
-                      sync_dist=True)
+        self.log_dict(
+            {f"{prefix}/nll": nll.mean(), f"{prefix}/bits_per_dim": nll.mean() / (self.dim * math.log(2))},
+            sync_dist=True,
+        )
 
     def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -117,8 +121,13 @@ class Multinomial(_ClosedFormSystem):
         pseudocount: added to every count (1 is Laplace smoothing).
     """
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), num_values: int = 256,
-                 value_range: tuple[float, float] = (-1.0, 1.0), pseudocount: float = 0.0) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...] = (1, 28, 28),
+        num_values: int = 256,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        pseudocount: float = 0.0,
+    ) -> None:
         super().__init__(image_shape, value_range)
         if num_values < 2 or not value_range[0] < value_range[1] or pseudocount < 0:
             raise ValueError("need num_values >= 2, value_range low < high and pseudocount >= 0")
@@ -173,8 +182,12 @@ class Gaussian(_ClosedFormSystem):
         value_range: samples are clamped to it (the image range [-1, 1]); None leaves them unbounded.
     """
 
-    def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), jitter: float = 1e-4,
-                 value_range: tuple[float, float] | None = (-1.0, 1.0)) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...] = (1, 28, 28),
+        jitter: float = 1e-4,
+        value_range: tuple[float, float] | None = (-1.0, 1.0),
+    ) -> None:
         super().__init__(image_shape, value_range)
         if jitter < 0:
             raise ValueError(f"jitter must be >= 0, got {jitter}")

@@ -65,9 +65,17 @@ class ConditionalGAN(GAN):
             if getattr(net, "num_classes", num_classes) != num_classes:
                 raise ValueError(f"the {name} was built for {net.num_classes} classes but the model has {num_classes}")
         super().__init__(
-            generator=generator, discriminator=discriminator, loss=loss, noise=noise, g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer, g_lr_scheduler=g_lr_scheduler, d_lr_scheduler=d_lr_scheduler,
-            d_steps=d_steps, g_batch_size=g_batch_size, penalty=penalty,
+            generator=generator,
+            discriminator=discriminator,
+            loss=loss,
+            noise=noise,
+            g_optimizer=g_optimizer,
+            d_optimizer=d_optimizer,
+            g_lr_scheduler=g_lr_scheduler,
+            d_lr_scheduler=d_lr_scheduler,
+            d_steps=d_steps,
+            g_batch_size=g_batch_size,
+            penalty=penalty,
         )
         self.num_classes = num_classes
 

@@ -111,7 +111,11 @@ class CycleGAN(TranslationSystem):
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
         self.loss = loss
-        self.cycle_weight, self.identity_weight, self.adversarial_weight = cycle_weight, identity_weight, adversarial_weight
+        self.cycle_weight, self.identity_weight, self.adversarial_weight = (
+            cycle_weight,
+            identity_weight,
+            adversarial_weight,
+        )
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         self.g_lr_scheduler, self.d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
@@ -129,15 +133,17 @@ class CycleGAN(TranslationSystem):
     def training_step(self, batch: ImagePair, batch_idx: int) -> None:
         fake_b, fake_a = self._generator_step(batch.source, batch.target)
         rng = self.noise_generator()
-        self._discriminator_step(batch.source, batch.target, self.pool_a.query(fake_a, rng),
-                                 self.pool_b.query(fake_b, rng))
+        self._discriminator_step(
+            batch.source, batch.target, self.pool_a.query(fake_a, rng), self.pool_b.query(fake_b, rng)
+        )
 
     def _generator_step(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         g_opt, d_opt = self.optimizers()
         with self.toggled_optimizer(g_opt):
             fake_b, fake_a = self.generator_ab(a), self.generator_ba(b)
-            adversarial = (self.loss.g_loss(self.discriminator_b(fake_b))
-                           + self.loss.g_loss(self.discriminator_a(fake_a)))
+            adversarial = self.loss.g_loss(self.discriminator_b(fake_b)) + self.loss.g_loss(
+                self.discriminator_a(fake_a)
+            )
             cycle_a = F.l1_loss(self.generator_ba(fake_b).float(), a.float())
             cycle_b = F.l1_loss(self.generator_ab(fake_a).float(), b.float())
             g_loss = self.adversarial_weight * adversarial + self.cycle_weight * (cycle_a + cycle_b)

@@ -92,8 +92,9 @@ class Pix2Pix(TranslationSystem):
             l1 = F.l1_loss(fake.float(), real.float())
             g_loss = adversarial + self.l1_weight * l1
             self.optimizer_step_on(g_opt, g_loss)
-        self.log_dict({"g_loss": g_loss.detach(), "g_adversarial": adversarial.detach(), "g_l1": l1.detach()},
-                      prog_bar=True)
+        self.log_dict(
+            {"g_loss": g_loss.detach(), "g_adversarial": adversarial.detach(), "g_l1": l1.detach()}, prog_bar=True
+        )
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, batch: ImagePair, stage: str) -> None:

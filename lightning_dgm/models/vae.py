@@ -124,9 +124,7 @@ class VAE(GenerativeSystem):
         self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()}, sync_dist=True, batch_size=len(x))
 
     @torch.no_grad()
-    def importance_weighted_log_likelihood(
-        self, x: Tensor, k: int, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def importance_weighted_log_likelihood(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
         """log p(x) ~ logsumexp_i [log p(x | z_i) + log p(z_i) - log q(z_i | x)] - log k: (N,)."""
         q = self.posterior(x)
         chunk = max(1, _IW_CHUNK // len(x))

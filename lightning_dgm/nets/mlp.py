@@ -104,4 +104,3 @@ class MLPDiscriminator(nn.Module):
 
 
 __all__ = ["MLPDiscriminator", "MLPGenerator"]
-

@@ -18,7 +18,11 @@ class Noise:
     """Base: p(z). `sample(shape)` draws z of that shape."""
 
     def sample(
-        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
         raise NotImplementedError
 
@@ -27,7 +31,11 @@ class GaussianNoise(Noise):
     """z ~ N(0, I): the common modern choice (DCGAN and after)."""
 
     def sample(
-        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
         return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
 
@@ -42,7 +50,11 @@ class UniformNoise(Noise):
         self.high = high
 
     def sample(
-        self, shape: tuple[int, ...], *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
     ) -> Tensor:
         u = torch.rand(shape, generator=generator, device=_draw_device(generator, device))
         return (self.low + (self.high - self.low) * u).to(device)

@@ -97,10 +97,14 @@ class PointDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"PointDiscriminator was built for points of shape {self.image_shape}, got {tuple(x.shape[1:])}")
+            raise ValueError(
+                f"PointDiscriminator was built for points of shape {self.image_shape}, got {tuple(x.shape[1:])}"
+            )
         if len(x) % self.pack:
-            raise ValueError(f"PointDiscriminator packs {self.pack} points per decision, but got a batch of "
-                             f"{len(x)}; use a batch size that is a multiple of {self.pack}")
+            raise ValueError(
+                f"PointDiscriminator packs {self.pack} points per decision, but got a batch of "
+                f"{len(x)}; use a batch size that is a multiple of {self.pack}"
+            )
         return self.net(x.reshape(len(x) // self.pack, -1))
 
 

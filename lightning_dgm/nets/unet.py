@@ -50,7 +50,9 @@ class UNetGenerator(nn.Module):
         super().__init__()
         in_channels, image_size, width = image_shape
         if image_size != width:
-            raise ValueError(f"UNetGenerator needs square images, got image_shape {tuple(image_shape)}; crop them square")
+            raise ValueError(
+                f"UNetGenerator needs square images, got image_shape {tuple(image_shape)}; crop them square"
+            )
         if image_size < 2 or image_size & (image_size - 1):
             raise ValueError(
                 f"UNetGenerator needs image_size a power of two (e.g. 64, 128, 256), got {image_size}; "
