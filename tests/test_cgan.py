@@ -84,14 +84,14 @@ class RecordingCGAN(ConditionalGAN):
         self.batch_labels.append(batch.label.clone())
         super().training_step(batch, batch_idx)
 
-    def _discriminator_step(self, real, fake, labels, rng):
+    def discriminator_step(self, real, fake, **kwargs):
         g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
-        super()._discriminator_step(real, fake, labels, rng)
+        super().discriminator_step(real, fake, **kwargs)
         self.records.append(("d", changed(g0, self.generator), changed(d0, self.discriminator)))
 
-    def _generator_step(self, fake, labels):
+    def generator_step(self, fake, **kwargs):
         g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
-        super()._generator_step(fake, labels)
+        super().generator_step(fake, **kwargs)
         self.records.append(("g", changed(g0, self.generator), changed(d0, self.discriminator)))
 
 

@@ -15,7 +15,6 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore
 
 from lightning_dgm.callbacks import ClassMetrics, SampleMetrics
 from lightning_dgm.datamodules import DigitsDataModule
-from lightning_dgm.datamodules.base import to_signed_unit
 from lightning_dgm.metrics import (
     ClassDistribution,
     ClassifierFeatures,
@@ -33,6 +32,7 @@ from lightning_dgm.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
+from lightning_dgm.types import to_signed_unit
 from tests.helpers import PYTHON, REPO, SamplerSystem, run_cli, subprocess_env, write_cifar10
 
 SIDE = 16  # digits upscaled to 16x16, as in configs/gan_digits.yaml

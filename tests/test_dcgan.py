@@ -118,14 +118,14 @@ class ParameterRecordingGAN(GAN):
         changed = [any(not torch.equal(a, b) for a, b in zip(x, y)) for x, y in zip(before, after)]
         self.records.append((step, *changed))
 
-    def _discriminator_step(self, real, fake, rng):
+    def discriminator_step(self, real, fake, **kwargs):
         before = self._params()
-        super()._discriminator_step(real, fake, rng)
+        super().discriminator_step(real, fake, **kwargs)
         self._record("d", before)
 
-    def _generator_step(self, fake):
+    def generator_step(self, fake, **kwargs):
         before = self._params()
-        super()._generator_step(fake)
+        super().generator_step(fake, **kwargs)
         self._record("g", before)
 
 

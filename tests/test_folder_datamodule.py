@@ -13,7 +13,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.testing import assert_close
 
-from lightning_dgm.datamodules import ImageBatch, ImageFolderDataModule
+from lightning_dgm.datamodules import ImageFolderDataModule
+from lightning_dgm.types import ImageBatch
 from tests.helpers import CIFAR10_CLASSES, REPO, SHARED_DATA, run_cli
 
 CIFAR10_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"

@@ -27,14 +27,14 @@ class RecordingGAN(GAN):
         super().__init__(**kwargs)
         self.records: list[tuple[str, bool, bool]] = []  # (step, G changed, D changed)
 
-    def _discriminator_step(self, real, fake, rng):
+    def discriminator_step(self, real, fake, **kwargs):
         g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
-        super()._discriminator_step(real, fake, rng)
+        super().discriminator_step(real, fake, **kwargs)
         self.records.append(("d", not same(g0, snapshot(self.generator)), not same(d0, snapshot(self.discriminator))))
 
-    def _generator_step(self, fake):
+    def generator_step(self, fake, **kwargs):
         g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
-        super()._generator_step(fake)
+        super().generator_step(fake, **kwargs)
         self.records.append(("g", not same(g0, snapshot(self.generator)), not same(d0, snapshot(self.discriminator))))
 
 

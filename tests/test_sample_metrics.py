@@ -17,9 +17,9 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 
 from lightning_dgm.callbacks import SampleMetrics, generated_samples
 from lightning_dgm.datamodules import DigitsDataModule, MNISTDataModule
-from lightning_dgm.datamodules.base import to_signed_unit
-from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures, signed_unit_to_uint8
+from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures
 from lightning_dgm.metrics.features import INCEPTION_FILE_PYTORCH_FID
+from lightning_dgm.types import signed_unit_to_uint8, to_signed_unit
 from tests.helpers import PYTHON, REPO, SamplerSystem, subprocess_env, write_mnist
 
 

@@ -15,12 +15,8 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.testing import assert_close
 
-from lightning_dgm.datamodules import (
-    FolderPairsDataModule,
-    ImagePair,
-    SideBySideDataModule,
-    UnpairedDataModule,
-)
+from lightning_dgm.datamodules import FolderPairsDataModule, SideBySideDataModule, UnpairedDataModule
+from lightning_dgm.types import ImagePair
 from tests.helpers import SHARED_DATA, SWAP, chw, random_image, save, write_domain, write_side_by_side
 
 TRAIN_ONLY = {"val_split": None, "test_split": None}

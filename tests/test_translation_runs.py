@@ -11,9 +11,9 @@ from torch.testing import assert_close
 
 from lightning_dgm.callbacks import TranslationMetrics
 from lightning_dgm.datamodules import UnpairedDataModule
-from lightning_dgm.datamodules.base import to_signed_unit
 from lightning_dgm.metrics import ImageFeatures
 from lightning_dgm.models import TranslationSystem
+from lightning_dgm.types import to_signed_unit
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_domain, write_side_by_side
 from tests.test_sample_metrics import RandomProjection
 
@@ -195,7 +195,8 @@ def test_cyclegan_ddp_two_processes_keep_identical_weights_and_metrics(tmp_path)
     # (the shorter shard padded), a G and a D update per step, 2 epochs.
     checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 2 * 3 * 2
-    assert len(checkpoint["image_pools"]["a"]["images"]) == 6  # rank 0's pool: 2 epochs x 3 steps x 1 image
+    pools = checkpoint["image_pools"]  # one per rank, each 2 epochs x 3 steps x 1 image
+    assert len(pools) == 2 and all(len(pool["a"]["images"]) == 6 for pool in pools)
     assert sorted(p.name for p in (folder / "translations").iterdir()) == ["epoch_000.png", "epoch_001.png"]
 
 
@@ -236,6 +237,6 @@ def test_cyclegan_resume_gives_the_same_weights_pools_and_schedule_as_an_uninter
     assert straight["global_step"] == resumed["global_step"] == 3 * 3 * 2
     assert_close(resumed["state_dict"], straight["state_dict"], rtol=0, atol=0)
     assert_close(resumed["image_pools"], straight["image_pools"], rtol=0, atol=0)
-    assert len(straight["image_pools"]["b"]["images"]) == 2  # full: swaps happened after the first 2 steps
+    assert len(straight["image_pools"][0]["b"]["images"]) == 2  # full: swaps happened after the first 2 steps
     g_lr = [s["_last_lr"] for s in straight["lr_schedulers"]]
     assert g_lr == [s["_last_lr"] for s in resumed["lr_schedulers"]] and g_lr[0] == [2e-4 * (1 - 3 / 4)]

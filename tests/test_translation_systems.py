@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.io import read_image
 
 from lightning_dgm.callbacks import TranslationGrid
-from lightning_dgm.datamodules import ImagePair
 from lightning_dgm.losses import LeastSquares, NonSaturating
 from lightning_dgm.models import CycleGAN, Pix2Pix
 from lightning_dgm.models.cyclegan import ImagePool
 from lightning_dgm.schedules import LinearDecayLR
+from lightning_dgm.types import ImagePair
 
 SGD = partial(torch.optim.SGD, lr=0.1)
 

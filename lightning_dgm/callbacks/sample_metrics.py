@@ -32,8 +32,8 @@ from torchmetrics import Metric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from lightning_dgm.metrics.features import fingerprint, signed_unit_to_uint8
-from lightning_dgm.models.base import Samples
+from lightning_dgm.metrics.features import fingerprint
+from lightning_dgm.types import Samples, signed_unit_to_uint8
 
 # What a metric logs, per supported class (subclasses included).
 _OUTPUTS: dict[type[Metric], tuple[str, ...]] = {

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 
-from lightning_dgm.models.base import SampleRequest, Samples
+from lightning_dgm.types import SampleRequest, Samples
 
 
 class SampleRequests(Dataset):

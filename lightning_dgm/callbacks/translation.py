@@ -14,8 +14,7 @@ from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelI
 
 from lightning_dgm.callbacks.images import write_grid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics
-from lightning_dgm.datamodules.base import ImagePair
-from lightning_dgm.models.base import Samples
+from lightning_dgm.types import ImagePair, Samples
 
 
 class TranslationGrid(L.Callback):

@@ -1,6 +1,6 @@
 """LightningDataModules. Each owns its data facts: `image_shape` and `num_classes`."""
 
-from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule, ImagePair, TensorImageDataset
+from lightning_dgm.datamodules.base import ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.cifar import CIFAR10DataModule
 from lightning_dgm.datamodules.digits import DigitsDataModule
 from lightning_dgm.datamodules.folder import ImageFolderDataModule
@@ -21,9 +21,7 @@ __all__ = [
     "DigitsDataModule",
     "GaussianGridDataModule",
     "GaussianRingDataModule",
-    "ImageBatch",
     "ImageDataModule",
-    "ImagePair",
     "ImageFolderDataModule",
     "MNISTDataModule",
     "PointDataModule",

@@ -5,39 +5,18 @@ a seeded train/val split, and epoch-seeded shuffling that survives a resume.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-
-class ImageBatch(NamedTuple):
-    image: Tensor  # (N, C, H, W) float32 in [-1, 1]
-    label: Tensor  # (N,) int64 class index
-
-
-class ImagePair(NamedTuple):
-    """A batch for image-to-image translation: translate `source` into the domain of `target`.
-
-    Paired data: target[i] is source[i]'s true translation (the datamodule applies the
-    direction, so `source` is always the input, domain A). Unpaired data: source and target
-    are independent draws from domains A and B.
-    """
-
-    source: Tensor  # (N, C, H, W) float32 in [-1, 1], domain A (the input)
-    target: Tensor  # (N, C, H, W) float32 in [-1, 1], domain B
+from lightning_dgm.types import ImageBatch, to_signed_unit
 
 
 def one_line(error: BaseException) -> str:
     """An exception as one line, for error messages that quote it."""
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
-
-
-def to_signed_unit(images: Tensor) -> Tensor:
-    """uint8 in [0, 255] -> float32 in [-1, 1]: the framework's image range."""
-    return images.float().div_(127.5).sub_(1.0)
 
 
 class TensorImageDataset(Dataset):

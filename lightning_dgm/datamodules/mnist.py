@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from lightning_dgm.datamodules.base import DownloadedImageDataModule, ImageBatch, TensorImageDataset
+from lightning_dgm.datamodules.base import DownloadedImageDataModule, TensorImageDataset
+from lightning_dgm.types import ImageBatch
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

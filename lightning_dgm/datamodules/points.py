@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightning_dgm.datamodules.base import ImageBatch, ImageDataModule
+from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.types import ImageBatch
 
 
 class PointDataset(Dataset):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -18,8 +18,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lightning_dgm.datamodules.base import ImagePair, batch_loader, shuffled_train_loader, to_signed_unit
+from lightning_dgm.datamodules.base import batch_loader, shuffled_train_loader
 from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_image
+from lightning_dgm.types import ImagePair, TranslationRequest, to_signed_unit
 
 Direction = Literal["AtoB", "BtoA"]
 
@@ -126,13 +127,6 @@ class JitteredDomains(JitteredDataset):
     def batch(self, index: Tensor, jitter: Tensor) -> ImagePair:
         a = self._crop(self.source, index % len(self.source), jitter[:, 1:4])
         return ImagePair(a, self._crop(self.target, jitter[:, 0], jitter[:, 4:]))
-
-
-class TranslationRequest(NamedTuple):
-    """A predict batch of a translation datamodule: which test images to translate."""
-
-    index: Tensor  # (N,) int64 position in the test split's source domain
-    source: Tensor  # (N, C, S, S) float32 in [-1, 1]
 
 
 class SourceImages(Dataset):

@@ -94,14 +94,23 @@ class Hinge(AdversarialLoss):
 class LeastSquares(AdversarialLoss):
     """Mao et al. 2017 (LSGAN, eq. 2 with a=0, b=1, c=1), as used by CycleGAN.
 
-    D: 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]      G: 1/2 E[(D(G(z)) - 1)^2]
+    D: d_scale * (E[(D(x) - 1)^2] + E[D(G(z))^2])      G: g_scale * E[(D(G(z)) - 1)^2]
+
+    The scales say where the objective's constant factor is chosen: Mao et al. halve both (the
+    defaults, 1/2); CycleGAN's official code halves D's and not G's (g_scale 1).
     """
 
+    def __init__(self, d_scale: float = 0.5, g_scale: float = 0.5) -> None:
+        if d_scale <= 0 or g_scale <= 0:
+            raise ValueError(f"LeastSquares scales must be positive, got d_scale={d_scale}, g_scale={g_scale}")
+        self.d_scale, self.g_scale = d_scale, g_scale
+
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        return 0.5 * (realness(real_logits) - 1).pow(2).mean() + 0.5 * realness(fake_logits).pow(2).mean()
+        real, fake = realness(real_logits), realness(fake_logits)
+        return self.d_scale * (real - 1).pow(2).mean() + self.d_scale * fake.pow(2).mean()
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
-        return 0.5 * (realness(fake_logits) - 1).pow(2).mean()
+        return self.g_scale * (realness(fake_logits) - 1).pow(2).mean()
 
 
 class Wasserstein(AdversarialLoss):

@@ -16,7 +16,6 @@ from lightning_dgm.metrics.features import (
     InceptionFeatures,
     fingerprint,
     inception_weights_path,
-    signed_unit_to_uint8,
 )
 from lightning_dgm.metrics.modes import Coverage, ModeCounts, ModeCoverage, count_modes, mode_coverage
 
@@ -39,5 +38,4 @@ __all__ = [
     "fingerprint",
     "inception_weights_path",
     "mode_coverage",
-    "signed_unit_to_uint8",
 ]

@@ -31,12 +31,6 @@ INCEPTION_FILE_PYTORCH_FID = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_OUTPUTS = {64: 64, 192: 192, 768: 768, 2048: 2048, "logits_unbiased": 1008, "logits": 1008}
 
 
-def signed_unit_to_uint8(images: Tensor) -> Tensor:
-    """Framework images, float in [-1, 1], -> uint8 in [0, 255], rounded as an image writer would
-    (exact inverse of the datamodules' uint8 -> [-1, 1])."""
-    return images.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
 def _unit_float(images: Tensor) -> Tensor:
     """torchmetrics' two input conventions -> float in [0, 1]."""
     if images.dtype == torch.uint8:

@@ -7,9 +7,9 @@ from lightning_dgm.models.autoencoder import (
     GaussianCorruption,
     MaskingCorruption,
 )
-from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem, SampleRequest, Samples
+from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem
 from lightning_dgm.models.baselines import Gaussian, Multinomial
-from lightning_dgm.models.cgan import ConditionalGAN
+from lightning_dgm.models.cgan import ConditionalGAN, DataLabels, FakeLabels, UniformLabels
 from lightning_dgm.models.classifier import Classifier
 from lightning_dgm.models.cyclegan import CycleGAN
 from lightning_dgm.models.gan import GAN
@@ -26,14 +26,15 @@ __all__ = [
     "ConditionalGAN",
     "Corruption",
     "CycleGAN",
+    "DataLabels",
     "DenoisingAutoEncoder",
+    "FakeLabels",
     "Gaussian",
     "GaussianCorruption",
     "GenerativeSystem",
     "MaskingCorruption",
     "Multinomial",
     "Pix2Pix",
-    "SampleRequest",
-    "Samples",
     "TranslationSystem",
+    "UniformLabels",
 ]

@@ -11,14 +11,16 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_dgm.datamodules.base import ImageBatch
+from lightning_dgm import seeding
 from lightning_dgm.models.base import GenerativeSystem
+from lightning_dgm.types import ImageBatch
 
 
 class Corruption:
-    """What a denoising autoencoder does to its input: images in [-1, 1] -> corrupted images."""
+    """What a denoising autoencoder does to its input: images in [-1, 1] -> corrupted images,
+    drawing its noise from `generator` (on the images' device)."""
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
 
 
@@ -30,8 +32,8 @@ class GaussianCorruption(Corruption):
             raise ValueError(f"GaussianCorruption std must be positive, got {std}")
         self.std = std
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return x + self.std * torch.randn_like(x)
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return x + self.std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 class MaskingCorruption(Corruption):
@@ -42,8 +44,9 @@ class MaskingCorruption(Corruption):
             raise ValueError(f"MaskingCorruption p must be in (0, 1), got {p}")
         self.p = p
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return torch.where(torch.rand_like(x) < self.p, torch.full_like(x, -1.0), x)
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        masked = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < self.p
+        return torch.where(masked, torch.full_like(x, -1.0), x)
 
 
 class AutoEncoder(GenerativeSystem):
@@ -168,4 +171,4 @@ class DenoisingAutoEncoder(AutoEncoder):
         self.corruption = corruption
 
     def corrupt(self, x: Tensor) -> Tensor:
-        return self.corruption(x)
+        return self.corruption(x, self.random_stream(seeding.CORRUPTION))

@@ -1,34 +1,21 @@
-"""Mechanics shared by systems: the sampling protocol, the predict step, and, for adversarial
-systems, manual optimisation with stateless, per-rank noise seeds. Mechanics only: the
-algorithm of each model lives in its own file.
+"""Mechanics shared by systems: the sampling protocol, the predict step, seeded random streams,
+and, for adversarial systems, one D update and one G update under manual optimisation. Mechanics
+only: the algorithm of each model lives in its own file.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
-
-class SampleRequest(NamedTuple):
-    """A predict batch: which samples to make. Labels matter only to conditional systems."""
-
-    index: Tensor  # (N,) int64 sample number in [0, num_samples)
-    label: Tensor  # (N,) int64 class to condition on
-    seed: Tensor  # (N,) int64; the batch is drawn with a generator seeded by seed[0]
-
-
-class Samples(NamedTuple):
-    """What `predict_step` returns: images in [-1, 1], and labels for conditional systems."""
-
-    index: Tensor  # (N,)
-    image: Tensor  # (N, C, H, W)
-    label: Tensor | None  # (N,) or None
+from lightning_dgm import seeding
+from lightning_dgm.losses import AdversarialLoss
+from lightning_dgm.types import SampleRequest, Samples
 
 
 class GenerativeSystem(L.LightningModule):
@@ -49,39 +36,139 @@ class GenerativeSystem(L.LightningModule):
         images = self.sample(len(batch.index), labels=labels, generator=generator)
         return Samples(batch.index, images, labels)
 
+    def random_stream(self, purpose: str, *salt: int, per_step: bool = True) -> torch.Generator:
+        """A generator on this module's device for one of the streams of `lightning_dgm.seeding`,
+        seeded by (global seed, purpose, rank, global_step if `per_step`, *salt): a resumed run
+        draws exactly what an uninterrupted one draws, and DDP ranks draw differently."""
+        trainer = self._trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        step = (trainer.global_step if trainer is not None else 0,) if per_step else ()
+        return seeding.generator(seeding.global_seed(), purpose, rank, *step, *salt, device=self.device)
+
 
 class AdversarialSystem(GenerativeSystem):
-    """Thin base for systems with alternating D/G updates under manual optimisation.
+    """Base of systems with alternating D/G updates under manual optimisation: it holds what every
+    adversarial system has (the loss, G's and D's optimizer factories and optional schedulers) and
+    performs one D update (`discriminator_step`) and one G update (`generator_step`). Subclasses
+    say which parameters are G's and D's, how D judges an image (`judge`), and the order of steps.
+
+    Hook points, so a variant needs no copy of the step:
+      * `d_regularization(real, fake, condition, rng)`: extra terms of D's loss (gradient penalties);
+      * `g_regularization()`: extra terms of G's loss that need no images (orthogonal regularisation);
+      * `on_generator_step_end()`: after each G update (weight averaging of G).
 
     `trainer.global_step` counts optimizer steps, not batches: a batch with one D step and one
     G step advances it by 2. Epoch-based settings (max_epochs, every_n_epochs) are unaffected.
 
-    Noise comes from `noise_generator()`, re-seeded from (seed_everything's seed, rank,
-    global_step) at each call: a resumed run draws exactly the z of an uninterrupted one, and
-    DDP ranks draw different z, with no RNG state to checkpoint.
+    Args:
+        loss: the adversarial objective, by class (NonSaturating, Hinge, LeastSquares, ...); its
+            `d_loss` and `g_loss` are used at the scale the loss states (see `lightning_dgm.losses`).
+        g_optimizer, d_optimizer: optimizer factories for G's and D's parameters.
+        g_lr_scheduler, d_lr_scheduler: optional epoch-based schedulers, stepped once per epoch.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        loss: AdversarialLoss,
+        g_optimizer: OptimizerCallable = torch.optim.Adam,
+        d_optimizer: OptimizerCallable = torch.optim.Adam,
+        g_lr_scheduler: LRSchedulerCallable | None = None,
+        d_lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self._rng: torch.Generator | None = None
+        self.loss = loss
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.g_lr_scheduler, self.d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
 
-    def noise_generator(self, *salt: int) -> torch.Generator:
-        """A generator on this module's device, seeded by (global seed, rank, global_step, *salt)."""
-        if self._rng is None or self._rng.device != self.device:
-            self._rng = torch.Generator(device=self.device)
-        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        step = self.trainer.global_step if self._trainer is not None else 0
-        rank = self.global_rank if self._trainer is not None else 0
-        self._rng.manual_seed(hash((base, rank, step, *salt)) & 0x7FFF_FFFF_FFFF_FFFF)
-        return self._rng
+    # -- what subclasses provide ----------------------------------------------------------------
+    def generator_parameters(self) -> Iterable[nn.Parameter]:
+        """The parameters G's optimizer updates."""
+        return self.generator.parameters()
 
-    def paired_optimizers(self, g_params: Iterable[nn.Parameter], d_params: Iterable[nn.Parameter]):
-        """[G's optimizer, D's optimizer] and their schedulers, from the factories the system keeps
-        as `g_optimizer`, `d_optimizer`, `g_lr_scheduler`, `d_lr_scheduler` (the last two optional)."""
-        g_opt, d_opt = self.g_optimizer(g_params), self.d_optimizer(d_params)
-        schedulers = [make(opt) for make, opt in ((self.g_lr_scheduler, g_opt), (self.d_lr_scheduler, d_opt)) if make]
-        return [g_opt, d_opt], schedulers
+    def discriminator_parameters(self) -> Iterable[nn.Parameter]:
+        """The parameters D's optimizer updates."""
+        return self.discriminator.parameters()
+
+    def judge(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
+        """D's logits for `images`, given what D is conditioned on (class labels, a source image), if anything."""
+        return self.discriminator(images) if condition is None else self.discriminator(images, condition)
+
+    # -- hook points ------------------------------------------------------------------------------
+    def d_regularization(
+        self, real: Tensor, fake: Tensor, condition: Tensor | None, rng: torch.Generator | None
+    ) -> Tensor | None:
+        """Extra terms added to D's loss in every D step (None: none)."""
+        return None
+
+    def g_regularization(self) -> Tensor | None:
+        """Extra terms added to G's loss in every G step (None: none)."""
+        return None
+
+    def on_generator_step_end(self) -> None:
+        """Called after every G update."""
+
+    # -- the two updates ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        g_opt, d_opt = self.g_optimizer(self.generator_parameters()), self.d_optimizer(self.discriminator_parameters())
+        pairs = ((self.g_lr_scheduler, g_opt), (self.d_lr_scheduler, d_opt))
+        return [g_opt, d_opt], [make(opt) for make, opt in pairs if make]
+
+    def discriminator_step(
+        self,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        real_condition: Tensor | None = None,
+        fake_condition: Tensor | None = None,
+        rng: torch.Generator | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        """One D update: minimise weight * loss.d_loss(D(real | c_real), D(fake | c_fake)) + d_regularization.
+        `fake` must be detached from G."""
+        g_opt, d_opt = self.optimizers()
+        with self.toggled_optimizer(d_opt):
+            real_logits, fake_logits = self.judge(real, real_condition), self.judge(fake, fake_condition)
+            d_loss = weight * self.loss.d_loss(real_logits, fake_logits)
+            extra = self.d_regularization(real, fake, real_condition, rng)
+            if extra is not None:
+                d_loss = d_loss + extra
+            self.optimizer_step_on(d_opt, d_loss)
+        self.log_discriminator(d_loss, real_logits, fake_logits)
+
+    def generator_step(
+        self,
+        fake: Tensor,
+        *,
+        condition: Tensor | None = None,
+        terms: Mapping[str, tuple[float, Tensor]] | None = None,
+        adversarial_weight: float = 1.0,
+    ) -> None:
+        """One G update: minimise adversarial_weight * loss.g_loss(D(fake | c)) + sum of weight * term
+        over `terms` (name -> (weight, value), logged unweighted as `g_<name>`) + g_regularization.
+        D is re-run on `fake` after its own update: reusing D's pre-step outputs would break autograd."""
+        g_opt, d_opt = self.optimizers()
+        terms = terms or {}
+        with self.toggled_optimizer(g_opt):
+            adversarial = self.loss.g_loss(self.judge(fake, condition))
+            g_loss = adversarial_weight * adversarial
+            for weight, value in terms.values():
+                g_loss = g_loss + weight * value
+            extra = self.g_regularization()
+            if extra is not None:
+                g_loss = g_loss + extra
+            self.optimizer_step_on(g_opt, g_loss)
+        self.on_generator_step_end()
+        logs = {"g_loss": g_loss.detach()}
+        if terms:
+            logs |= {"g_adversarial": adversarial.detach()} | {f"g_{k}": v.detach() for k, (_, v) in terms.items()}
+        self.log_dict(logs, prog_bar=True)
+
+    def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
+        """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
 
     def log_discriminator(self, d_loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
         """Logs a D step: `d_loss` and what D says of real and fake images on average (`d_real`,
@@ -94,12 +181,6 @@ class AdversarialSystem(GenerativeSystem):
             },
             prog_bar=True,
         )
-
-    def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
-        """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimisation Lightning never steps schedulers: step them once per epoch.

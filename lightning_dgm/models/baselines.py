@@ -17,8 +17,8 @@ import math
 import torch
 from torch import Tensor
 
-from lightning_dgm.datamodules.base import ImageBatch
 from lightning_dgm.models.base import GenerativeSystem
+from lightning_dgm.types import ImageBatch
 
 
 def inverse_cdf(cdf: Tensor, u: Tensor) -> Tensor:

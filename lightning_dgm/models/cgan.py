@@ -1,40 +1,63 @@
-"""The conditional GAN (Mirza & Osindero 2014): G and D both see the class label y."""
+"""The conditional GAN (Mirza & Osindero 2014): G and D both see the class label y. The training
+step is the GAN's (`GAN.training_step`), with the batch's labels as the condition; how the labels
+of fakes are drawn is a small strategy chosen by class (`DataLabels`, `UniformLabels`)."""
 
 from __future__ import annotations
-
-from contextlib import nullcontext
 
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_dgm.datamodules.base import ImageBatch
 from lightning_dgm.losses import AdversarialLoss, NonSaturating, Penalty
 from lightning_dgm.models.gan import GAN
-from lightning_dgm.nets.conditional import check_labels
 from lightning_dgm.nets.noise import GaussianNoise, Noise
+from lightning_dgm.types import ImageBatch, check_label_range, check_labels
+
+
+class FakeLabels:
+    """How a training step labels its fakes: `draw(data labels (m,), n, num_classes, rng) -> (n,) int64`."""
+
+    def draw(self, data_labels: Tensor, n: int, num_classes: int, rng: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+
+class DataLabels(FakeLabels):
+    """The real batch's labels, in order (resampled with replacement when n differs from the batch):
+    fake labels follow the data's class prior p(y), and D's real and fake halves hold the same
+    labels, so the only cue left to D is whether x matches y. With uniform fake labels on an
+    unbalanced data set (SVHN), frequent classes would more often be real, a cue D could learn
+    from y alone."""
+
+    def draw(self, data_labels: Tensor, n: int, num_classes: int, rng: torch.Generator) -> Tensor:
+        if n == len(data_labels):
+            return data_labels
+        return data_labels[torch.randint(len(data_labels), (n,), generator=rng, device=rng.device)]
+
+
+class UniformLabels(FakeLabels):
+    """Labels uniform over the classes, independent of the batch (BigGAN; StudioGAN's default)."""
+
+    def draw(self, data_labels: Tensor, n: int, num_classes: int, rng: torch.Generator) -> Tensor:
+        return torch.randint(num_classes, (n,), generator=rng, device=rng.device).to(data_labels.device)
 
 
 class ConditionalGAN(GAN):
     """Class-conditional GAN: G maps (z, y) to images of class y, D judges (x, y) pairs.
 
     The minimax game of eq. 2, min_G max_D E[log D(x|y)] + E[log(1 - D(G(z|y)|y))], trained as
-    Algorithm 1 of the GAN (k = d_steps):
-      1. D step on m real pairs (x, y) from the batch and m fakes (G(z, y), y):
-         minimise loss.d_loss(D(x, y), D(G(z, y), y))  (+ penalty, with the same labels)
-      2. every k-th batch, G step on g_batch_size fakes: minimise loss.g_loss(D(G(z, y), y)).
-    The fakes take their labels from the real batch (resampled with replacement when G trains on
-    more or fewer than m), so fake labels follow the data's class prior p(y): D's real and fake
-    halves hold the same labels, and the only cue left to it is whether x matches y. With uniform
-    fake labels on an unbalanced data set (SVHN), frequent classes would be more often real, a cue
-    D could learn from y alone.
+    Algorithm 1 of the GAN (k = d_steps) with c = the batch's labels and c' = `fake_labels`:
+      1. D step on m real pairs (x, y) from the batch and m fakes (G(z, y'), y'):
+         minimise loss.d_loss(D(x, y), D(G(z, y'), y'))  (+ penalty, with the real labels)
+      2. every k-th batch, G step on g_batch_size fakes: minimise loss.g_loss(D(G(z, y'), y')).
+    Validation fakes take the batch's own labels.
 
     Args:
         generator: maps (z (N, generator.latent_dim), labels (N,)) to (N, C, H, W) images in [-1, 1].
         discriminator: maps (images, labels (N,)) to logits, (N, 1) or (N, 2).
         num_classes: number of classes, labels in [0, num_classes); linked from the datamodule by
             the CLI (None is an error: the data must have classes). Sample grids get one row per class.
+        fake_labels: how fakes are labelled in training, by class: DataLabels (the batch's) or UniformLabels.
         loss, noise, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler, d_steps,
         g_batch_size, penalty: as in `GAN`.
     """
@@ -46,6 +69,7 @@ class ConditionalGAN(GAN):
         generator: nn.Module,
         discriminator: nn.Module,
         num_classes: int | None = None,
+        fake_labels: FakeLabels = lazy_instance(DataLabels),
         loss: AdversarialLoss = lazy_instance(NonSaturating),
         noise: Noise = lazy_instance(GaussianNoise),
         g_optimizer: OptimizerCallable = torch.optim.Adam,
@@ -58,7 +82,7 @@ class ConditionalGAN(GAN):
     ) -> None:
         if num_classes is None or num_classes < 1:
             raise ValueError(
-                f"ConditionalGAN needs num_classes >= 1, got {num_classes}: use a datamodule with classes "
+                f"{type(self).__name__} needs num_classes >= 1, got {num_classes}: use a datamodule with classes "
                 "(the CLI links its num_classes) or set model.num_classes"
             )
         for name, net in (("generator", generator), ("discriminator", discriminator)):
@@ -78,71 +102,20 @@ class ConditionalGAN(GAN):
             penalty=penalty,
         )
         self.num_classes = num_classes
+        self.fake_labels = fake_labels
 
-    @torch.no_grad()
-    def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """n images (n, C, H, W) in [-1, 1], image i of class labels[i] (int (n,) in [0, num_classes))."""
-        check_labels(labels, n, self.num_classes, "ConditionalGAN.sample")
-        return self.generator(self._noise(n, generator), labels.to(self.device))
-
-    def _data_labels(self, batch: ImageBatch) -> Tensor:
-        labels = batch.label
-        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(
-                f"ConditionalGAN with num_classes={self.num_classes} got data labels in "
-                f"[{int(labels.min())}, {int(labels.max())}]: set model.num_classes to the data set's number of classes"
-            )
-        return labels
-
-    # -- training: Algorithm 1 with labels ------------------------------------------------------
-    def training_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        real, labels = batch.image, self._data_labels(batch)
-        rng = self.noise_generator()
-        train_g = (batch_idx + 1) % self.d_steps == 0
-        g_batch = self.g_batch_size or len(real)
-        # When G trains on as many fakes as D sees, one G forward (with the batch's labels) serves both steps.
-        reuse = train_g and g_batch == len(real)
-        with nullcontext() if reuse else torch.no_grad():
-            fake = self.generator(self._noise(len(real), rng), labels)
-        self._discriminator_step(real, fake.detach(), labels, rng)
-        if train_g:
-            if reuse:
-                self._generator_step(fake, labels)
-            else:
-                g_labels = labels[torch.randint(len(labels), (g_batch,), generator=rng, device=rng.device)]
-                self._generator_step(self.generator(self._noise(g_batch, rng), g_labels), g_labels)
-
-    def _discriminator_step(self, real: Tensor, fake: Tensor, labels: Tensor, rng: torch.Generator) -> None:
-        g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(d_opt):
-            real_logits, fake_logits = self.discriminator(real, labels), self.discriminator(fake, labels)
-            d_loss = self.loss.d_loss(real_logits, fake_logits)
-            if self.penalty is not None:
-                # Real and fake image i share label i, so interpolates (WGAN-GP) keep that label.
-                d_loss = d_loss + self.penalty(lambda x: self.discriminator(x, labels), real, fake, generator=rng)
-            self.optimizer_step_on(d_opt, d_loss)
-        self.log_discriminator(d_loss, real_logits, fake_logits)
-
-    def _generator_step(self, fake: Tensor, labels: Tensor) -> None:
-        g_opt, d_opt = self.optimizers()
-        # D is re-run after its update: reusing D's pre-step outputs would break autograd.
-        with self.toggled_optimizer(g_opt):
-            g_loss = self.loss.g_loss(self.discriminator(fake, labels))
-            self.optimizer_step_on(g_opt, g_loss)
-        self.log("g_loss", g_loss.detach(), prog_bar=True)
-
-    # -- evaluation: how D judges held-out real pairs and fresh fakes with the same labels -------
-    def _evaluate(self, batch: ImageBatch, batch_idx: int, prefix: str) -> None:
-        rng = self.noise_generator(-1, batch_idx)  # the same fakes at every evaluation
-        real, labels = batch.image, self._data_labels(batch)
-        real_logits = self.discriminator(real, labels)
-        fake_logits = self.discriminator(self.generator(self._noise(len(real), rng), labels), labels)
-        self.log_dict(
-            {
-                f"{prefix}/d_loss": self.loss.d_loss(real_logits, fake_logits),
-                f"{prefix}/g_loss": self.loss.g_loss(fake_logits),
-                f"{prefix}/d_real": self.loss.output(real_logits).mean(),
-                f"{prefix}/d_fake": self.loss.output(fake_logits).mean(),
-            },
-            sync_dist=True,
+    def condition_of(self, batch: ImageBatch) -> Tensor:
+        check_label_range(
+            batch.label,
+            self.num_classes,
+            f"{type(self).__name__} with num_classes={self.num_classes} got data labels in",
+            ": set model.num_classes to the data set's number of classes",
         )
+        return batch.label
+
+    def fake_condition(self, condition: Tensor, n: int, rng: torch.Generator) -> Tensor:
+        return self.fake_labels.draw(condition, n, self.num_classes, rng)
+
+    def check_sample_condition(self, labels: Tensor | None, n: int) -> None:
+        """Labels for `sample`: int (n,) in [0, num_classes), image i of class labels[i]."""
+        check_labels(labels, n, self.num_classes, f"{type(self).__name__}.sample")

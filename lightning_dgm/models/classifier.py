@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_dgm.datamodules.base import ImageBatch
+from lightning_dgm.types import ImageBatch, check_label_range
 
 
 class Classifier(LightningModule):
@@ -95,31 +95,33 @@ class Classifier(LightningModule):
         return self.network(x).argmax(dim=1)
 
     # -- training and evaluation ----------------------------------------------------------------
-    def _labels(self, batch: ImageBatch) -> Tensor:
+    def _loss(self, batch: ImageBatch, accuracy: MulticlassAccuracy) -> Tensor:
+        """Cross-entropy of the batch; `accuracy` is updated with its predictions."""
         labels = batch.label
-        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(
-                f"Classifier with num_classes={self.num_classes} got labels in [{int(labels.min())}, "
-                f"{int(labels.max())}]: set model.num_classes to the data set's number of classes"
-            )
-        return labels
-
-    def _step(self, batch: ImageBatch, prefix: str, accuracy: MulticlassAccuracy) -> Tensor:
-        labels = self._labels(batch)
+        check_label_range(
+            labels,
+            self.num_classes,
+            f"Classifier with num_classes={self.num_classes} got labels in",
+            ": set model.num_classes to the data set's number of classes",
+        )
         logits = self.network(batch.image)
-        loss = F.cross_entropy(logits, labels)
         accuracy(logits.detach(), labels)
-        training = prefix == "train"
-        # batch_size: epoch means must weight each batch by its size (the last one is short).
-        self.log(f"{prefix}/loss", loss, prog_bar=training, sync_dist=not training, batch_size=len(labels))
-        self.log(f"{prefix}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
-        return loss
+        return F.cross_entropy(logits, labels)
 
     def training_step(self, batch: ImageBatch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train", self.train_acc)
+        loss = self._loss(batch, self.train_acc)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.label))
+        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: ImageBatch, prefix: str, accuracy: MulticlassAccuracy) -> None:
+        loss = self._loss(batch, accuracy)
+        # batch_size: epoch means must weight each batch by its size (the last one is short).
+        self.log(f"{prefix}/loss", loss, sync_dist=True, batch_size=len(batch.label))
+        self.log(f"{prefix}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+        self._evaluate(batch, "val", self.val_acc)
 
     def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+        self._evaluate(batch, "test", self.test_acc)

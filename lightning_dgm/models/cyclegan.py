@@ -11,9 +11,11 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_dgm.datamodules.base import ImagePair
+from lightning_dgm import seeding
 from lightning_dgm.losses import AdversarialLoss, LeastSquares
+from lightning_dgm.models.base import AdversarialSystem
 from lightning_dgm.models.translation import TranslationSystem
+from lightning_dgm.types import ImagePair
 
 
 class ImagePool:
@@ -58,7 +60,7 @@ class ImagePool:
         self.images = list(state["images"])
 
 
-class CycleGAN(TranslationSystem):
+class CycleGAN(TranslationSystem, AdversarialSystem):
     """Two translators and two discriminators trained against each other and for cycle consistency.
 
     Code to paper: `generator_ab` is G: X -> Y, `generator_ba` is F: Y -> X, `discriminator_a` is
@@ -66,14 +68,14 @@ class CycleGAN(TranslationSystem):
 
     Per training batch (the official update order: G first, then D on pooled fakes):
       1. G step, both generators, one optimizer; with λ = cycle_weight:
-           adversarial_weight * [loss.g_loss(D_Y(G(a))) + loss.g_loss(D_X(F(b)))]
+           loss.g_loss(D_Y(G(a))) + loss.g_loss(D_X(F(b)))
          + λ * (||F(G(a)) - a||_1 + ||G(F(b)) - b||_1)                        (eq. 2, cycle loss)
          + identity_weight * λ * (||G(b) - b||_1 + ||F(a) - a||_1)        (sec. 5.2, identity loss)
       2. D step, both discriminators, one optimizer:
            loss.d_loss(D_X(a), D_X(pool_a(F(b)))) + loss.d_loss(D_Y(b), D_Y(pool_b(G(a))))
-    With LeastSquares, D minimises 1/2 E[(D(y) - 1)^2] + 1/2 E[D(G(x))^2] as in the official code,
-    and adversarial_weight 2 makes G's term the paper's E[(D(G(x)) - 1)^2] (LeastSquares, like
-    Mao et al., halves it).
+    The default loss is the official code's least squares: D minimises 1/2 E[(D(y) - 1)^2] +
+    1/2 E[D(G(x))^2] and G the paper's E[(D(G(x)) - 1)^2], i.e. `LeastSquares(d_scale=0.5, g_scale=1)`
+    (Mao et al. halve G's term too: `LeastSquares()`). Each loss states its own scale.
 
     Validation (and test) logs the cycle and identity errors (mean absolute error, [-1, 1] range)
     per direction and how each D judges real and translated images.
@@ -81,10 +83,9 @@ class CycleGAN(TranslationSystem):
     Args:
         generator_ab, generator_ba: (N, 3, H, W) -> (N, 3, H, W) in [-1, 1] (ResNetGenerator).
         discriminator_a, discriminator_b: images -> realness logits per patch (PatchGANDiscriminator).
-        loss: adversarial objective by class (LeastSquares in the paper).
+        loss: adversarial objective by class (least squares in the paper, at the scale above).
         cycle_weight: λ of the cycle loss (10).
         identity_weight: the identity loss's weight as a fraction of λ (0.5; 0 turns it off).
-        adversarial_weight: weight of G's adversarial terms (2 with LeastSquares: see above).
         pool_size: generated images kept per domain for the discriminators (50; 0: no pool).
         g_optimizer, d_optimizer: optimizer factories (the paper: Adam, lr 2e-4, betas (0.5, 0.999)).
         g_lr_scheduler, d_lr_scheduler: optional, stepped once per epoch (LinearDecayLR).
@@ -96,35 +97,27 @@ class CycleGAN(TranslationSystem):
         generator_ba: nn.Module,
         discriminator_a: nn.Module,
         discriminator_b: nn.Module,
-        loss: AdversarialLoss = lazy_instance(LeastSquares),
+        loss: AdversarialLoss = lazy_instance(LeastSquares, d_scale=0.5, g_scale=1.0),
         cycle_weight: float = 10.0,
         identity_weight: float = 0.5,
-        adversarial_weight: float = 2.0,
         pool_size: int = 50,
         g_optimizer: OptimizerCallable = torch.optim.Adam,
         d_optimizer: OptimizerCallable = torch.optim.Adam,
         g_lr_scheduler: LRSchedulerCallable | None = None,
         d_lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
         self.save_hyperparameters(ignore=["generator_ab", "generator_ba", "discriminator_a", "discriminator_b"])
         self.generator_ab, self.generator_ba = generator_ab, generator_ba
         self.discriminator_a, self.discriminator_b = discriminator_a, discriminator_b
-        self.loss = loss
-        self.cycle_weight, self.identity_weight, self.adversarial_weight = (
-            cycle_weight,
-            identity_weight,
-            adversarial_weight,
-        )
+        self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.g_lr_scheduler, self.d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
 
-    def configure_optimizers(self):
-        return self.paired_optimizers(
-            itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters()),
-            itertools.chain(self.discriminator_a.parameters(), self.discriminator_b.parameters()),
-        )
+    def generator_parameters(self):
+        return itertools.chain(self.generator_ab.parameters(), self.generator_ba.parameters())
+
+    def discriminator_parameters(self):
+        return itertools.chain(self.discriminator_a.parameters(), self.discriminator_b.parameters())
 
     def translate(self, source: Tensor) -> Tensor:
         return self.generator_ab(source)
@@ -132,7 +125,7 @@ class CycleGAN(TranslationSystem):
     # -- training -----------------------------------------------------------------------------
     def training_step(self, batch: ImagePair, batch_idx: int) -> None:
         fake_b, fake_a = self._generator_step(batch.source, batch.target)
-        rng = self.noise_generator()
+        rng = self.random_stream(seeding.IMAGE_POOL)
         self._discriminator_step(
             batch.source, batch.target, self.pool_a.query(fake_a, rng), self.pool_b.query(fake_b, rng)
         )
@@ -146,7 +139,7 @@ class CycleGAN(TranslationSystem):
             )
             cycle_a = F.l1_loss(self.generator_ba(fake_b).float(), a.float())
             cycle_b = F.l1_loss(self.generator_ab(fake_a).float(), b.float())
-            g_loss = self.adversarial_weight * adversarial + self.cycle_weight * (cycle_a + cycle_b)
+            g_loss = adversarial + self.cycle_weight * (cycle_a + cycle_b)
             logs = {"g_adversarial": adversarial, "cycle_a": cycle_a, "cycle_b": cycle_b}
             if self.identity_weight > 0:
                 identity_a = F.l1_loss(self.generator_ba(a).float(), a.float())
@@ -154,6 +147,7 @@ class CycleGAN(TranslationSystem):
                 g_loss = g_loss + self.identity_weight * self.cycle_weight * (identity_a + identity_b)
                 logs |= {"identity_a": identity_a, "identity_b": identity_b}
             self.optimizer_step_on(g_opt, g_loss)
+        self.on_generator_step_end()
         self.log_dict({"g_loss": g_loss.detach()} | {k: v.detach() for k, v in logs.items()}, prog_bar=True)
         return fake_b.detach(), fake_a.detach()
 
@@ -193,11 +187,22 @@ class CycleGAN(TranslationSystem):
         fake_b, fake_a = self.generator_ab(batch.source), self.generator_ba(batch.target)
         return [batch.source, fake_b, self.generator_ba(fake_b), batch.target, fake_a, self.generator_ab(fake_a)]
 
-    # The pools are training state: a resumed run continues with the same history.
+    # The pools are training state, one per DDP rank: every rank's goes into the checkpoint (which
+    # rank 0 alone writes), and each rank takes its own back, so a resumed run continues with the
+    # same histories. on_save_checkpoint runs on every rank, so the gather is a valid collective.
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+        state = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+        states = [state]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            states = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(states, state)
+        checkpoint["image_pools"] = states  # index: rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "image_pools" in checkpoint:
-            self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
-            self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])
+        states = checkpoint.get("image_pools")
+        if states is None:
+            return
+        # Another world size than the checkpoint's: each rank takes some rank's history.
+        state = states[self.global_rank % len(states)]
+        self.pool_a.load_state_dict(state["a"])
+        self.pool_b.load_state_dict(state["b"])

@@ -1,4 +1,5 @@
-"""The GAN system (Goodfellow et al. 2014, Algorithm 1), with any adversarial loss."""
+"""The GAN system (Goodfellow et al. 2014, Algorithm 1), with any adversarial loss, unconditional
+or conditioned on an input that travels with the batch (class labels: `ConditionalGAN`)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,26 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_dgm.datamodules.base import ImageBatch
+from lightning_dgm import seeding
 from lightning_dgm.losses import AdversarialLoss, NonSaturating, Penalty
 from lightning_dgm.models.base import AdversarialSystem
 from lightning_dgm.nets.noise import GaussianNoise, Noise
+from lightning_dgm.types import ImageBatch
 
 
 class GAN(AdversarialSystem):
-    """Unconditional GAN: G maps z ~ p(z) to images, D tells them from real ones.
+    """G maps z ~ p(z) (and a condition c, if any) to images, D tells them from real ones.
 
-    Per training batch (Algorithm 1, with k = d_steps):
+    Per training batch (Algorithm 1, with k = d_steps), c being what the batch conditions on
+    (`condition_of`; nothing for this class) and c' the fakes' conditions (`fake_condition`):
       1. D step on this minibatch of m real images and m fresh fakes:
-         minimise loss.d_loss(D(x), D(G(z)))  (+ penalty, if any)
-      2. every k-th batch, G step on g_batch_size fresh fakes: minimise loss.g_loss(D(G(z))).
+         minimise loss.d_loss(D(x | c), D(G(z | c') | c'))  (+ penalty, if any)
+      2. every k-th batch, G step on g_batch_size fresh fakes: minimise loss.g_loss(D(G(z | c') | c')).
     So G is updated once per k D updates, each D update on its own minibatch.
 
     Args:
-        generator: maps (N, generator.latent_dim) noise to (N, C, H, W) images in [-1, 1].
-        discriminator: maps images to logits, (N, 1) or (N, 2) (see `lightning_dgm.losses`).
+        generator: maps (N, generator.latent_dim) noise (and the condition) to (N, C, H, W) images in [-1, 1].
+        discriminator: maps images (and the condition) to logits, (N, 1) or (N, 2) (see `lightning_dgm.losses`).
         loss: the adversarial objective, by class (NonSaturating, Minimax, Hinge, ...).
         noise: p(z), by class (GaussianNoise, UniformNoise).
         g_optimizer, d_optimizer: optimizer factories for G's and D's parameters.
@@ -51,69 +54,72 @@ class GAN(AdversarialSystem):
         g_batch_size: int | None = None,
         penalty: Penalty | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
         if d_steps < 1:
             raise ValueError(f"d_steps must be at least 1, got {d_steps}")
         self.save_hyperparameters()
         self.generator = generator
         self.discriminator = discriminator
-        self.loss = loss
         self.noise = noise
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.g_lr_scheduler, self.d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
         self.d_steps = d_steps
         self.g_batch_size = g_batch_size
         self.penalty = penalty
 
-    def configure_optimizers(self):
-        return self.paired_optimizers(self.generator.parameters(), self.discriminator.parameters())
+    # -- conditioning: none here; ConditionalGAN conditions on class labels ----------------------
+    def condition_of(self, batch: ImageBatch) -> Tensor | None:
+        """What G and D are conditioned on for the real images of `batch` (None: nothing)."""
+        return None
 
-    def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self.noise.sample((n, self.generator.latent_dim), generator=generator, device=self.device)
+    def fake_condition(self, condition: Tensor | None, n: int, rng: torch.Generator) -> Tensor | None:
+        """The conditions of n fakes in a training step, given the real batch's `condition`."""
+        return None
+
+    def check_sample_condition(self, labels: Tensor | None, n: int) -> None:
+        if labels is not None:
+            raise ValueError(f"{type(self).__name__} is unconditional: call sample() without labels")
+
+    # -- the model ----------------------------------------------------------------------------
+    def generate(self, n: int, condition: Tensor | None, rng: torch.Generator | None) -> Tensor:
+        """n images G(z | condition), z ~ p(z) drawn from `rng`."""
+        z = self.noise.sample((n, self.generator.latent_dim), generator=rng, device=self.device)
+        return self.generator(z) if condition is None else self.generator(z, condition)
 
     @torch.no_grad()
     def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-        if labels is not None:
-            raise ValueError("GAN is unconditional: call sample() without labels (ConditionalGAN takes them)")
-        return self.generator(self._noise(n, generator))
+        self.check_sample_condition(labels, n)
+        return self.generate(n, None if labels is None else labels.to(self.device), generator)
+
+    def d_regularization(self, real, fake, condition, rng):
+        if self.penalty is None:
+            return None
+        # Real and fake image i are judged under the real condition, so interpolates (WGAN-GP) keep it.
+        return self.penalty(lambda x: self.judge(x, condition), real, fake, generator=rng)
 
     # -- training: Algorithm 1 ----------------------------------------------------------------
     def training_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        real = batch.image
-        rng = self.noise_generator()
+        real, condition = batch.image, self.condition_of(batch)
+        rng = self.random_stream(seeding.NOISE)
         train_g = (batch_idx + 1) % self.d_steps == 0
         g_batch = self.g_batch_size or len(real)
+        fake_condition = self.fake_condition(condition, len(real), rng)
         # When G trains on as many fakes as D sees, one G forward serves both steps.
         reuse = train_g and g_batch == len(real)
         with nullcontext() if reuse else torch.no_grad():
-            fake = self.generator(self._noise(len(real), rng))
-        self._discriminator_step(real, fake.detach(), rng)
+            fake = self.generate(len(real), fake_condition, rng)
+        self.discriminator_step(real, fake.detach(), real_condition=condition, fake_condition=fake_condition, rng=rng)
         if train_g:
-            self._generator_step(fake if reuse else self.generator(self._noise(g_batch, rng)))
+            if not reuse:
+                fake_condition = self.fake_condition(condition, g_batch, rng)
+                fake = self.generate(g_batch, fake_condition, rng)
+            self.generator_step(fake, condition=fake_condition)
 
-    def _discriminator_step(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> None:
-        g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(d_opt):
-            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
-            d_loss = self.loss.d_loss(real_logits, fake_logits)
-            if self.penalty is not None:
-                d_loss = d_loss + self.penalty(self.discriminator, real, fake, generator=rng)
-            self.optimizer_step_on(d_opt, d_loss)
-        self.log_discriminator(d_loss, real_logits, fake_logits)
-
-    def _generator_step(self, fake: Tensor) -> None:
-        g_opt, d_opt = self.optimizers()
-        # D is re-run after its update: reusing D's pre-step outputs would break autograd.
-        with self.toggled_optimizer(g_opt):
-            g_loss = self.loss.g_loss(self.discriminator(fake))
-            self.optimizer_step_on(g_opt, g_loss)
-        self.log("g_loss", g_loss.detach(), prog_bar=True)
-
-    # -- evaluation: how D judges held-out real images and fresh fakes -------------------------
+    # -- evaluation: how D judges held-out real images and fakes under the same conditions -----
     def _evaluate(self, batch: ImageBatch, batch_idx: int, prefix: str) -> None:
-        rng = self.noise_generator(-1, batch_idx)  # the same fakes at every evaluation
-        real_logits = self.discriminator(batch.image)
-        fake_logits = self.discriminator(self.generator(self._noise(len(batch.image), rng)))
+        # Seeded by the batch alone, not the step: the same fakes at every evaluation.
+        rng = self.random_stream(seeding.EVALUATION, batch_idx, per_step=False)
+        real, condition = batch.image, self.condition_of(batch)
+        real_logits = self.judge(real, condition)
+        fake_logits = self.judge(self.generate(len(real), condition, rng), condition)
         self.log_dict(
             {
                 f"{prefix}/d_loss": self.loss.d_loss(real_logits, fake_logits),

@@ -9,12 +9,13 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from lightning_dgm.datamodules.base import ImagePair
 from lightning_dgm.losses import AdversarialLoss, NonSaturating
-from lightning_dgm.models.translation import TranslationSystem, to_unit
+from lightning_dgm.models.base import AdversarialSystem
+from lightning_dgm.models.translation import TranslationSystem
+from lightning_dgm.types import ImagePair, signed_unit_to_unit
 
 
-class Pix2Pix(TranslationSystem):
+class Pix2Pix(TranslationSystem, AdversarialSystem):
     """G translates x (domain A) into y (domain B); D judges (x, y) pairs, concatenated on channels.
 
     Per training batch of pairs (x, y), as the paper's eq. 4 with the official update order:
@@ -49,58 +50,35 @@ class Pix2Pix(TranslationSystem):
         g_lr_scheduler: LRSchedulerCallable | None = None,
         d_lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
         self.save_hyperparameters(ignore=["generator", "discriminator"])
         self.generator = generator
         self.discriminator = discriminator
-        self.loss = loss
         self.l1_weight = l1_weight
-        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-        self.g_lr_scheduler, self.d_lr_scheduler = g_lr_scheduler, d_lr_scheduler
         # Per-image scores (dim): the mean over images, as image-restoration papers report them.
         self.psnr = nn.ModuleDict({s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")})
         self.ssim = nn.ModuleDict({s: StructuralSimilarityIndexMeasure(data_range=1.0) for s in ("val", "test")})
 
-    def configure_optimizers(self):
-        return self.paired_optimizers(self.generator.parameters(), self.discriminator.parameters())
-
     def translate(self, source: Tensor) -> Tensor:
         return self.generator(source)
 
-    def judge(self, source: Tensor, image: Tensor) -> Tensor:
-        """D's logits for `image` as a translation of `source`."""
-        return self.discriminator(torch.cat([source, image], dim=1))
+    def judge(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
+        """D's logits for `images` as translations of the sources `condition`."""
+        return self.discriminator(torch.cat([condition, images], dim=1))
 
     # -- training -----------------------------------------------------------------------------
     def training_step(self, batch: ImagePair, batch_idx: int) -> None:
-        fake = self.generator(batch.source)
-        self._discriminator_step(batch.source, batch.target, fake.detach())
-        self._generator_step(batch.source, batch.target, fake)
-
-    def _discriminator_step(self, source: Tensor, real: Tensor, fake: Tensor) -> None:
-        g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(d_opt):
-            real_logits, fake_logits = self.judge(source, real), self.judge(source, fake)
-            d_loss = 0.5 * self.loss.d_loss(real_logits, fake_logits)
-            self.optimizer_step_on(d_opt, d_loss)
-        self.log_discriminator(d_loss, real_logits, fake_logits)
-
-    def _generator_step(self, source: Tensor, real: Tensor, fake: Tensor) -> None:
-        g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(g_opt):
-            adversarial = self.loss.g_loss(self.judge(source, fake))
-            l1 = F.l1_loss(fake.float(), real.float())
-            g_loss = adversarial + self.l1_weight * l1
-            self.optimizer_step_on(g_opt, g_loss)
-        self.log_dict(
-            {"g_loss": g_loss.detach(), "g_adversarial": adversarial.detach(), "g_l1": l1.detach()}, prog_bar=True
-        )
+        source, real = batch.source, batch.target
+        fake = self.generator(source)  # one G forward serves both steps
+        self.discriminator_step(real, fake.detach(), real_condition=source, fake_condition=source, weight=0.5)
+        l1 = F.l1_loss(fake.float(), real.float())
+        self.generator_step(fake, condition=source, terms={"l1": (self.l1_weight, l1)})
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, batch: ImagePair, stage: str) -> None:
         fake = self.generator(batch.source)
-        real_logits, fake_logits = self.judge(batch.source, batch.target), self.judge(batch.source, fake)
-        fake_unit, real_unit = to_unit(fake), to_unit(batch.target)
+        real_logits, fake_logits = self.judge(batch.target, batch.source), self.judge(fake, batch.source)
+        fake_unit, real_unit = signed_unit_to_unit(fake), signed_unit_to_unit(batch.target)
         self.psnr[stage].update(fake_unit, real_unit)
         self.ssim[stage].update(fake_unit, real_unit)
         self.log_dict(

@@ -1,22 +1,16 @@
-"""Mechanics shared by image-to-image translation systems (Pix2Pix, CycleGAN): their optimizers,
-the range conversion for metrics, and what they answer to the sampling protocol.
+"""What image-to-image translation systems (Pix2Pix, CycleGAN) answer to the sampling protocol.
+Adversarial ones are also `AdversarialSystem`s: `class Pix2Pix(TranslationSystem, AdversarialSystem)`.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from lightning_dgm.datamodules.base import ImagePair
-from lightning_dgm.datamodules.translation import TranslationRequest
-from lightning_dgm.models.base import AdversarialSystem, Samples
+from lightning_dgm.models.base import GenerativeSystem
+from lightning_dgm.types import ImagePair, Samples, TranslationRequest
 
 
-def to_unit(images: Tensor) -> Tensor:
-    """[-1, 1] -> [0, 1] float32, clamped: what PSNR / SSIM with data_range 1 expect."""
-    return images.float().add(1).div(2).clamp(0, 1)
-
-
-class TranslationSystem(AdversarialSystem):
+class TranslationSystem(GenerativeSystem):
     """Base of translation systems: they map images to images, so they have no `sample(n)`;
     `predict` translates the datamodule's test split instead (`predict_step`).
 

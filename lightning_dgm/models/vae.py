@@ -11,9 +11,10 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_dgm.datamodules.base import ImageBatch
+from lightning_dgm import seeding
 from lightning_dgm.losses.likelihoods import BernoulliLikelihood, DiagonalGaussian, Likelihood, standard_normal_log_prob
 from lightning_dgm.models.base import GenerativeSystem
+from lightning_dgm.types import ImageBatch
 
 #: decoder evaluations per chunk of the importance-weighted estimate (bounds its memory)
 _IW_CHUNK = 50_000
@@ -102,15 +103,15 @@ class VAE(GenerativeSystem):
 
     # -- training -----------------------------------------------------------------------------
     def training_step(self, batch: ImageBatch, batch_idx: int) -> Tensor:
-        recon_nll, kl, _ = self._terms(batch.image)
+        recon_nll, kl, _ = self._terms(batch.image, self.random_stream(seeding.REPARAMETERIZATION))
         loss = (recon_nll + self.beta * kl).mean()
         self.log_dict({"loss": loss, "elbo": -(recon_nll + kl).mean(), "kl": kl.mean()}, prog_bar=True)
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _evaluate(self, batch: ImageBatch, batch_idx: int, prefix: str) -> None:
+    def _evaluate(self, batch: ImageBatch, batch_idx: int, prefix: str, iw_samples: int = 0) -> None:
         x = batch.image
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)  # the same z every time
+        generator = self.random_stream(seeding.EVALUATION, batch_idx, per_step=False)  # the same z every time
         recon_nll, kl, output = self._terms(x, generator)
         metrics = {
             "elbo": -(recon_nll + kl).mean(),
@@ -118,8 +119,8 @@ class VAE(GenerativeSystem):
             "kl": kl.mean(),
             "mse": (self.likelihood.mean(output).float() - x).pow(2).mean(),
         }
-        if prefix == "test" and self.iw_samples:
-            metrics["nll_iw"] = -self.importance_weighted_log_likelihood(x, self.iw_samples, generator).mean()
+        if iw_samples:
+            metrics["nll_iw"] = -self.importance_weighted_log_likelihood(x, iw_samples, generator).mean()
         # batch_size: the mean over images must weight each batch by its size (the last is short).
         self.log_dict({f"{prefix}/{k}": v for k, v in metrics.items()}, sync_dist=True, batch_size=len(x))
 
@@ -139,4 +140,4 @@ class VAE(GenerativeSystem):
         self._evaluate(batch, batch_idx, "val")
 
     def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+        self._evaluate(batch, batch_idx, "test", self.iw_samples)

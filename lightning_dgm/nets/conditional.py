@@ -22,21 +22,7 @@ from torch import Tensor, nn
 
 from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_dgm.nets.mlp import MLPGenerator, he_uniform_, hidden_stack
-
-
-def check_labels(labels: Tensor | None, n: int, num_classes: int, who: str) -> None:
-    """One clear error for missing, mis-shaped or out-of-range labels (nn.Embedding's own is an
-    IndexError on CPU and a device-side assert on GPU)."""
-    if labels is None:
-        raise ValueError(f"{who} is class-conditional: pass labels, int64 of shape ({n},) in [0, {num_classes})")
-    if labels.shape != (n,) or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(
-            f"{who} expects labels of shape ({n},) and an integer dtype, got {tuple(labels.shape)} {labels.dtype}"
-        )
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"{who} expects labels in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]"
-        )
+from lightning_dgm.types import check_labels, check_shape
 
 
 def _check_classes(num_classes: int, who: str) -> None:
@@ -47,11 +33,6 @@ def _check_classes(num_classes: int, who: str) -> None:
 def _check_noise(z: Tensor, latent_dim: int, who: str) -> None:
     if z.dim() != 2 or z.shape[1] != latent_dim:
         raise ValueError(f"{who} expects noise of shape (N, {latent_dim}), got {tuple(z.shape)}")
-
-
-def _check_images(x: Tensor, image_shape: tuple[int, ...], who: str) -> None:
-    if tuple(x.shape[1:]) != image_shape:
-        raise ValueError(f"{who} was built for images of shape {image_shape}, got {tuple(x.shape[1:])}")
 
 
 class ConditionalMLPGenerator(nn.Module):
@@ -120,7 +101,7 @@ class ConditionalMLPDiscriminator(nn.Module):
             he_uniform_(self.net)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        _check_images(x, self.image_shape, "ConditionalMLPDiscriminator")
+        check_shape(x, self.image_shape, "ConditionalMLPDiscriminator")
         check_labels(labels, len(x), self.num_classes, "ConditionalMLPDiscriminator")
         return self.net(torch.cat([x.flatten(1), self.embed(labels.long()).to(x.dtype)], dim=1))
 
@@ -185,7 +166,7 @@ class ProjectionDCGANDiscriminator(nn.Module):
         return self.body.features(x)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        _check_images(x, self.image_shape, "ProjectionDCGANDiscriminator")
+        check_shape(x, self.image_shape, "ProjectionDCGANDiscriminator")
         check_labels(labels, len(x), self.num_classes, "ProjectionDCGANDiscriminator")
         phi = self.body.features(x)[-1]
         projection = (self.embed(labels.long()).to(phi.dtype) * phi.flatten(1)).sum(dim=1, keepdim=True)
@@ -209,7 +190,7 @@ class ConcatDCGANDiscriminator(nn.Module):
         self.body = DCGANDiscriminator((channels + num_classes, height, width), base_channels)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        _check_images(x, self.image_shape, "ConcatDCGANDiscriminator")
+        check_shape(x, self.image_shape, "ConcatDCGANDiscriminator")
         check_labels(labels, len(x), self.num_classes, "ConcatDCGANDiscriminator")
         maps = F.one_hot(labels.long(), self.num_classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
         return self.body(torch.cat([x, maps], dim=1))
@@ -221,5 +202,4 @@ __all__ = [
     "ConditionalMLPDiscriminator",
     "ConditionalMLPGenerator",
     "ProjectionDCGANDiscriminator",
-    "check_labels",
 ]
