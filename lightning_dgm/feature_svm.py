@@ -50,6 +50,7 @@ from sklearn.svm import LinearSVC
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_dgm.callbacks.images import evaluating
 from lightning_dgm.datamodules.base import keep_batch
 
 #: Side of the grid every conv layer's map is max-pooled to (Sec. 5.1: "a 4 x 4 spatial grid").
@@ -98,15 +99,11 @@ def extract_features(
 
     The discriminator is moved to `device` and run in eval mode; its training flag is restored.
     """
-    was_training = discriminator.training
-    discriminator.to(device).eval()
     features, labels = [], []
-    try:
+    with evaluating(discriminator.to(device)):
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=keep_batch):
             features.append(conv_features(discriminator, batch.image.to(device)).float().cpu())
             labels.append(batch.label)
-    finally:
-        discriminator.train(was_training)
     return torch.cat(features).numpy(), torch.cat(labels).numpy()
 
 

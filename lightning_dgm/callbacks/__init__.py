@@ -13,7 +13,8 @@ from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics, generated_samples
 from lightning_dgm.callbacks.sample_writer import SampleRequests, SampleWriter
-from lightning_dgm.callbacks.translation import TranslationGrid, TranslationMetrics
+from lightning_dgm.callbacks.translation import TranslationGrid
+from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
 __all__ = [
     "ClassMetrics",

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from lightning_dgm.callbacks.images import epoch_due
 from lightning_dgm.callbacks.sample_metrics import generated_samples
 from lightning_dgm.metrics.classes import ClassDistribution, load_classifier
 
@@ -113,7 +114,7 @@ class ClassMetrics(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if trainer.state.fn == TrainerFn.FITTING and (trainer.current_epoch + 1) % self.every_n_epochs:
+        if trainer.state.fn == TrainerFn.FITTING and not epoch_due(trainer, self.every_n_epochs):
             return
         self._log(trainer, pl_module, "val")
 

@@ -8,21 +8,18 @@ datamodule's `val_set` during fit and its `test_set` at test end.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from torch.distributions import Normal
 
-from lightning_dgm.callbacks.images import log_image, write_grid
+from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure, write_grid
 
 _ENCODE_BATCH = 256  # inference only (no activations kept), so larger than a training batch is fine
 
@@ -40,18 +37,6 @@ def manifold_latents(grid_size: int) -> Tensor:
     z = Normal(0.0, 1.0).icdf((torch.arange(grid_size, dtype=torch.float32) + 0.5) / grid_size)
     z2, z1 = torch.meshgrid(z.flip(0), z, indexing="ij")  # row 0 is the top, so it holds the largest z2
     return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
-
-
-@contextmanager
-def _evaluating(pl_module: L.LightningModule):
-    """Eval mode (BatchNorm running stats, no dropout) and no autograd, then the previous mode back."""
-    was_training = pl_module.training
-    pl_module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        pl_module.train(was_training)
 
 
 def _require_autoencoder(pl_module: L.LightningModule, who: str) -> None:
@@ -81,7 +66,7 @@ def _first(dataset, count: int, device: torch.device) -> Tensor:
 
 def _encode_split(pl_module: L.LightningModule, dataset, count: int) -> tuple[Tensor, Tensor, Tensor]:
     """Codes (N, latent_dim), flattened pixels (N, C*H*W) in [-1, 1] and labels (N,) of the first `count`
-    images, on the CPU; call inside `_evaluating`."""
+    images, on the CPU; call in eval mode under no_grad."""
     codes, pixels, labels = [], [], []
     for start in range(0, min(count, len(dataset)), _ENCODE_BATCH):
         batch = dataset.__getitems__(list(range(start, min(start + _ENCODE_BATCH, count, len(dataset)))))
@@ -112,14 +97,14 @@ class _Pictures(L.Callback):
         raise NotImplementedError
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs or trainer.sanity_checking or not trainer.is_global_zero:
+        if not epoch_due(trainer, self.every_n_epochs) or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        with _evaluating(pl_module):
+        with evaluating(pl_module), torch.no_grad():
             self.draw(trainer, pl_module, "val", "fit")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            with _evaluating(pl_module):
+            with evaluating(pl_module), torch.no_grad():
                 self.draw(trainer, pl_module, "test", "test")
 
 
@@ -198,8 +183,7 @@ class LatentManifold(_Pictures):
 
         codes, _, labels = _encode_split(pl_module, _split(trainer, split, type(self).__name__), self.num_points)
         codes, labels = codes.numpy(), labels.numpy()
-        figure = Figure(figsize=(6, 5.4), dpi=100)
-        FigureCanvasAgg(figure)  # Agg draws without a display and ignores the pyplot backend
+        figure = new_figure()
         axes = figure.subplots()
         classes = np.unique(labels)
         if len(classes) <= 10:  # one legend entry per class while tab10 can tell them apart
@@ -211,11 +195,7 @@ class LatentManifold(_Pictures):
             figure.colorbar(points, ax=axes, label="class")
         axes.set(xlabel="z1", ylabel="z2", title=f"{split} codes, {caption}")
         path, caption = _png_path(trainer, "latent_codes", stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
-        figure.canvas.draw()
-        pixels = torch.from_numpy(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
-        log_image(trainer, pixels.permute(2, 0, 1).float() / 255, key="latent_codes", caption=caption)
+        write_figure(trainer, figure, key="latent_codes", path=path, caption=caption)
 
 
 class LatentClassifier(L.Callback):
@@ -257,7 +237,7 @@ class LatentClassifier(L.Callback):
             datamodule.setup("fit")  # a test-only run has not loaded the training images
         who = type(self).__name__
         train_set, test_set = _split(trainer, "train", who), _split(trainer, "test", who)
-        with _evaluating(pl_module), torch.random.fork_rng(devices=[]):
+        with evaluating(pl_module), torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             train_codes, train_pixels, train_labels = _encode_split(pl_module, train_set, self.max_train)
             test_codes, test_pixels, test_labels = _encode_split(pl_module, test_set, len(test_set))

@@ -9,10 +9,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from lightning_dgm.callbacks.images import log_image
+from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure
+from lightning_dgm.callbacks.sample_metrics import generated_samples
 from lightning_dgm.metrics.modes import ModeCoverage
 
 
@@ -56,14 +55,17 @@ class ModeCoverageMonitor(L.Callback):
     @torch.no_grad()
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         """Score this process's share of the samples and return the totals over all processes."""
-        world, rank = trainer.world_size, trainer.global_rank
-        share = self.num_samples // world + (rank < self.num_samples % world)
-        was_training = pl_module.training
-        pl_module.eval()
-        samples = pl_module.sample(share, generator=torch.Generator().manual_seed(self.seed + rank))
-        pl_module.train(was_training)
         self.metric.to(pl_module.device).reset()
-        self.metric.update(samples.reshape(len(samples), -1))
+        batches = generated_samples(
+            pl_module,
+            self.num_samples,
+            batch_size=self.num_samples,
+            seed=self.seed,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
+        for batch in batches:
+            self.metric.update(batch.image.reshape(len(batch.image), -1))
         return self.metric.compute()  # a collective under DDP: every rank gets here
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -129,19 +131,15 @@ class PointsPlot(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
         density, real, extent = self._density(trainer)
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
+        with evaluating(pl_module), torch.no_grad():
             fake = pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
-        critic = self._critic(pl_module, extent)
-        pl_module.train(was_training)
+            critic = self._critic(pl_module, extent)
         fake = fake.float().reshape(len(fake), -1).cpu().numpy()
 
-        figure = Figure(figsize=(6, 5.4), dpi=100)
-        FigureCanvasAgg(figure)
+        figure = new_figure()
         axes = figure.subplots()
         axes.imshow(np.log1p(density), extent=extent, origin="lower", cmap="Greys", aspect="auto")
         if critic is not None:
@@ -152,8 +150,4 @@ class PointsPlot(L.Callback):
         axes.set(xlim=extent[:2], ylim=extent[2:], title=f"epoch {epoch}")
         axes.legend(loc="upper right", markerscale=4)
         path = Path(trainer.default_root_dir) / "points" / f"epoch_{epoch:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path)
-        figure.canvas.draw()
-        pixels = torch.from_numpy(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
-        log_image(trainer, pixels.permute(2, 0, 1).float() / 255, key="points", caption=f"epoch {epoch}")
+        write_figure(trainer, figure, key="points", path=path, caption=f"epoch {epoch}")

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightning_dgm.callbacks.images import write_grid
+from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
 
 
 class SampleGrid(L.Callback):
@@ -43,14 +43,12 @@ class SampleGrid(L.Callback):
     @torch.no_grad()
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
             return
         labels, nrow = self._labels_and_nrow(pl_module)
         n = self.num_samples if labels is None else len(labels)
-        was_training = pl_module.training
-        pl_module.eval()
-        images = pl_module.sample(n, labels=labels, generator=torch.Generator().manual_seed(self.seed))
-        pl_module.train(was_training)
+        with evaluating(pl_module):
+            images = pl_module.sample(n, labels=labels, generator=torch.Generator().manual_seed(self.seed))
         path = Path(trainer.default_root_dir) / "samples" / f"epoch_{epoch:03d}.png"
         write_grid(trainer, images, key="samples", path=path, nrow=nrow, caption=f"epoch {epoch}")
 

@@ -32,6 +32,7 @@ from torchmetrics import Metric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from lightning_dgm.callbacks.images import epoch_due, evaluating
 from lightning_dgm.metrics.features import fingerprint
 from lightning_dgm.types import Samples, signed_unit_to_uint8
 
@@ -127,16 +128,12 @@ def generated_samples(
         )
     indices = torch.arange(num_samples).tensor_split(world_size)[rank]
     generator = torch.Generator().manual_seed(seed + rank)
-    was_training = pl_module.training
-    pl_module.eval()
-    try:
+    with evaluating(pl_module):
         for index in indices.split(batch_size):
             labels = (index % num_classes).to(pl_module.device) if conditional else None
             with torch.no_grad():  # not around the yield: the consumer's grad mode is its own
                 images = pl_module.sample(len(index), labels=labels, generator=generator)
             yield Samples(index, images, labels)
-    finally:
-        pl_module.train(was_training)
 
 
 class SampleMetrics(L.Callback):
@@ -439,7 +436,7 @@ class SampleMetrics(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        if trainer.state.fn == TrainerFn.FITTING and (trainer.current_epoch + 1) % self.every_n_epochs:
+        if trainer.state.fn == TrainerFn.FITTING and not epoch_due(trainer, self.every_n_epochs):
             return
         self._log(trainer, pl_module, "val", self.validation_split)
 
