@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_dgm.callbacks.sample_writer import SampleWriter
@@ -19,7 +19,8 @@ from lightning_dgm.runs import resolve_run_dir, wandb_offline_fallback
 
 #: Datamodule facts that flow into the model and its networks wherever an argument has the name.
 DATA_FACTS = ("image_shape", "num_classes")
-_ROUTED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
+#: Loggers that nest name/version folders of their own: the CLI points them straight at the run folder.
+_FOLDER_LOGGERS = (TensorBoardLogger, CSVLogger)
 
 
 class RunConfig(SaveConfigCallback):
@@ -35,6 +36,14 @@ class RunConfig(SaveConfigCallback):
 def _import(class_path: str) -> Any:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def _is_subclass(class_path: str, base: type | tuple[type, ...]) -> bool:
+    try:
+        cls = _import(class_path)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 def _accepts(class_path: str, argument: str) -> bool:
@@ -91,9 +100,9 @@ class LightningDGMCLI(LightningCLI):
         for logger in _loggers(config.trainer.logger):
             if "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.run_dir)
-            if logger.class_path.rsplit(".", 1)[-1] in _ROUTED_LOGGERS:  # write straight into the run folder
+            if _is_subclass(logger.class_path, _FOLDER_LOGGERS):  # write straight into the run folder
                 logger.init_args.name, logger.init_args.version = "", ""
-            if logger.class_path.endswith("WandbLogger"):
+            if _is_subclass(logger.class_path, WandbLogger):
                 self._wandb_offline = wandb_offline_fallback()
 
     def _link_data_facts(self, config: Namespace) -> None:

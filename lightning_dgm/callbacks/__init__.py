@@ -12,7 +12,7 @@ from lightning_dgm.callbacks.latents import (
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics, generated_samples
-from lightning_dgm.callbacks.sample_writer import SampleRequests, SampleWriter
+from lightning_dgm.callbacks.sample_writer import SampleRequestDataset, SampleWriter
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
@@ -26,7 +26,7 @@ __all__ = [
     "Reconstructions",
     "SampleGrid",
     "SampleMetrics",
-    "SampleRequests",
+    "SampleRequestDataset",
     "SampleWriter",
     "TranslationGrid",
     "TranslationMetrics",

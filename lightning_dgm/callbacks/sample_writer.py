@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 from lightning_dgm.types import SampleRequest, Samples
 
 
-class SampleRequests(Dataset):
+class SampleRequestDataset(Dataset):
     """num_samples requests; labels cycle through the classes so conditional samples are balanced."""
 
     def __init__(self, num_samples: int, num_classes: int | None, seed: int) -> None:
@@ -67,7 +67,7 @@ class SampleWriter(BasePredictionWriter):
 
     def dataloader(self, num_classes: int | None = None) -> DataLoader:
         """The predict dataloader: pass it to `trainer.predict(model, dataloaders=...)`."""
-        return DataLoader(SampleRequests(self.num_samples, num_classes, self.seed), batch_size=self.batch_size)
+        return DataLoader(SampleRequestDataset(self.num_samples, num_classes, self.seed), batch_size=self.batch_size)
 
     def directory(self, trainer: L.Trainer) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / "predictions"
