@@ -272,3 +272,19 @@ def test_bf16_mixed_precision_trains(mnist_root, tmp_path):
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in cli.model.parameters())
     assert all(torch.isfinite(v) for v in cli.trainer.logged_metrics.values())
     assert cli.model.sample(3, labels=torch.tensor([1, 2, 3])).dtype == torch.float32
+
+
+def test_projection_mlp_discriminator_adds_the_label_only_through_the_inner_product():
+    from lightning_dgm.nets import ProjectionMLPDiscriminator
+
+    torch.manual_seed(0)
+    d = ProjectionMLPDiscriminator(image_shape=(1, 4, 4), num_classes=3, hidden_dims=[8, 5])
+    x, labels = torch.rand(6, 1, 4, 4) * 2 - 1, torch.tensor([0, 1, 2, 0, 1, 2])
+    phi = d.phi(x.flatten(1))
+    expected = d.psi(phi) + (d.embed.weight[labels] * phi).sum(1, keepdim=True)
+    assert_close(d(x, labels), expected)
+    with torch.no_grad():
+        d.embed.weight.copy_(d.embed.weight[0].expand(3, -1))  # equal rows: the label no longer matters
+    assert_close(d(x, labels), d(x, torch.zeros(6, dtype=torch.long)))
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        d(x, labels + 1)

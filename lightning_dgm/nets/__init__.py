@@ -13,6 +13,7 @@ from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_dgm.nets.mlp import MLPDiscriminator, MLPGenerator
 from lightning_dgm.nets.noise import GaussianNoise, Noise, UniformNoise
 from lightning_dgm.nets.points import Maxout, PointDiscriminator, PointGenerator
+from lightning_dgm.nets.projection import ProjectionMLPDiscriminator
 from lightning_dgm.nets.translation import (
     BatchNorm,
     InstanceNorm,
@@ -46,6 +47,7 @@ __all__ = [
     "PointDiscriminator",
     "PointGenerator",
     "ProjectionDCGANDiscriminator",
+    "ProjectionMLPDiscriminator",
     "ResNetGenerator",
     "UNetGenerator",
     "UniformNoise",

@@ -14,10 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-
-def _check_images(name: str, x: Tensor, image_shape: tuple[int, ...]) -> None:
-    if tuple(x.shape[1:]) != image_shape:
-        raise ValueError(f"{name} was built for images of shape {image_shape}, got {tuple(x.shape[1:])}")
+from lightning_dgm.types import check_shape
 
 
 def _check_codes(name: str, z: Tensor, latent_dim: int) -> None:
@@ -54,7 +51,7 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(nn.Flatten(), *_mlp(math.prod(self.image_shape), hidden_dims, out_features))
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_images("MLPEncoder", x, self.image_shape)
+        check_shape(x, self.image_shape, "MLPEncoder")
         return self.net(x)
 
 
@@ -116,7 +113,7 @@ class ConvEncoder(nn.Module):
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(previous * side * side, out_features))
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_images("ConvEncoder", x, self.image_shape)
+        check_shape(x, self.image_shape, "ConvEncoder")
         return self.net(x)
 
 

@@ -27,17 +27,20 @@ def _plan(name: str, image_shape: tuple[int, ...]) -> tuple[int, int]:
     return start, (image_shape[1] // start).bit_length() - 1  # side = start * 2**depth
 
 
-def _dcgan_init_(module: nn.Module) -> None:
-    # Sec. 4: "All weights were initialized from a zero-centered Normal distribution with standard
-    # deviation 0.02." BatchNorm scales are centred on 1 instead, so the init starts near identity.
+def normal_init_(module: nn.Module) -> None:
+    """DCGAN's init (Sec. 4: "All weights were initialized from a zero-centered Normal distribution
+    with standard deviation 0.02"), which pix2pix and CycleGAN keep, in place: conv and
+    transposed-conv weights N(0, 0.02), norm scales N(1, 0.02) so each norm starts near the
+    identity, all biases 0."""
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(layer.weight, 0.0, 0.02)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
+        elif isinstance(getattr(layer, "weight", None), nn.Parameter):  # the only other weighted layers are norms
             nn.init.normal_(layer.weight, 1.0, 0.02)
-            nn.init.zeros_(layer.bias)
+            if isinstance(getattr(layer, "bias", None), nn.Parameter):
+                nn.init.zeros_(layer.bias)
 
 
 class DCGANGenerator(nn.Module):
@@ -75,7 +78,7 @@ class DCGANGenerator(nn.Module):
         # No BatchNorm on the output layer: the paper found it made samples oscillate.
         layers += [nn.ConvTranspose2d(widths[-1], self.image_shape[0], 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        _dcgan_init_(self)
+        normal_init_(self)
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
@@ -109,7 +112,7 @@ class DCGANDiscriminator(nn.Module):
             )
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(widths[-1], 1, start, 1, 0)
-        _dcgan_init_(self)
+        normal_init_(self)
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Activation maps after each conv block: (N, base_channels * 2**i, H / 2**(i+1), W / 2**(i+1))."""
@@ -127,4 +130,4 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x)[-1]).flatten(1)
 
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator"]
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "normal_init_"]

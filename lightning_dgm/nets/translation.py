@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from lightning_dgm.nets.dcgan import normal_init_
+
 #: A normalization layer factory: called with a channel count, returns the module.
 NormCallable = Callable[[int], nn.Module]
 
@@ -56,20 +58,6 @@ def conv_norm(
         raise TypeError(f"norm must return an nn.Module when called with a channel count, got {type(layer).__name__}")
     has_shift = isinstance(getattr(layer, "bias", None), nn.Parameter)
     return [conv(in_channels, out_channels, bias=not has_shift, **kwargs), layer]
-
-
-def translation_init_(module: nn.Module) -> None:
-    """pix2pix's "normal" init, in place: conv and transposed-conv weights N(0, 0.02), norm scales
-    N(1, 0.02) (so each norm starts near the identity), all biases 0."""
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(layer.weight, 0.0, 0.02)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-        elif isinstance(getattr(layer, "weight", None), nn.Parameter):  # the only other weighted layers are norms
-            nn.init.normal_(layer.weight, 1.0, 0.02)
-            if isinstance(getattr(layer, "bias", None), nn.Parameter):
-                nn.init.zeros_(layer.bias)
 
 
 def _check_images(name: str, x: Tensor, channels: int) -> None:
@@ -138,7 +126,7 @@ class ResNetGenerator(nn.Module):
             layers += [*conv_norm(nn.ConvTranspose2d, width, width // 2, norm, **up), nn.ReLU()]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(b, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        translation_init_(self)
+        normal_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_images("ResNetGenerator", x, self.in_channels)
@@ -188,7 +176,7 @@ class PatchGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2))
         layers.append(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=1))
         self.net = nn.Sequential(*layers)
-        translation_init_(self)
+        normal_init_(self)
 
     @property
     def receptive_field(self) -> int:
@@ -217,5 +205,4 @@ __all__ = [
     "ResNetGenerator",
     "ResidualBlock",
     "conv_norm",
-    "translation_init_",
 ]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lightning_dgm.nets.translation import InstanceNorm, NormCallable, conv_norm, translation_init_
+from lightning_dgm.nets.dcgan import normal_init_
+from lightning_dgm.nets.translation import InstanceNorm, NormCallable, conv_norm
 
 
 class UNetGenerator(nn.Module):
@@ -94,7 +95,7 @@ class UNetGenerator(nn.Module):
         width = widths[0] if depth == 1 else 2 * widths[0]
         output = nn.ConvTranspose2d(width, out_channels, 4, stride=2, padding=1)  # no norm, keeps its bias
         self.up.append(nn.Sequential(nn.ReLU(), output, nn.Tanh()))
-        translation_init_(self)
+        normal_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         expected = (self.in_channels, self.image_size, self.image_size)
