@@ -21,11 +21,13 @@ REPARAMETERIZATION     the VAE's z ~ q(z | x) in a training step            rank
 CORRUPTION             a denoising autoencoder's input noise                rank, global step
 IMAGE_POOL             CycleGAN's image-pool swaps                          rank, global step
 JITTER                 a translation data set's crops and flips             epoch
-BINARIZATION           dynamically binarized pixels                         epoch
+BINARIZATION           dynamically binarized pixels' per-image seeds        epoch (or "fixed")
 TOY_DATA               2-D mixture points of each split                     split
 =====================  ==================================================  ====================
 
-Data order is torch's `DistributedSampler` rule, a permutation seeded by seed + epoch.
+Data streams (the last three) start from the datamodule's `seed` instead of the run's, so data
+are a fact of the datamodule: `derive_seed(seed, JITTER, epoch)`. Data order is torch's
+`DistributedSampler` rule, a permutation seeded by seed + epoch.
 """
 
 from __future__ import annotations

@@ -209,12 +209,18 @@ def test_mnist_binarized(mnist_root):
     raw = MNISTDataModule(data_dir=str(mnist_root), download=False, val_size=16, batch_size=8)
     raw.setup("fit")
     index = list(range(len(data.train_set)))
-    first, second = data.train_set.__getitems__(index).image, data.train_set.__getitems__(index).image
+
+    def served(epoch: int) -> torch.Tensor:
+        """Every training image as the loader serves it in `epoch` (JitterSampler's table), in index order."""
+        table = data.train_set.draw_jitter(seeding.generator(data.seed, seeding.BINARIZATION, epoch)).tolist()
+        return data.train_set.__getitems__([(i, table[i]) for i in index]).image
+
+    first, second = served(0), served(1)
     assert set(first.unique().tolist()) == {-1.0, 1.0}
-    assert not torch.equal(first, second)  # new pixels every time: dynamic binarization
+    assert not torch.equal(first, second)  # new pixels every epoch: dynamic binarization
     grey = raw.train_set.__getitems__(index).image
     assert (first[grey == 1] == 1).all() and (first[grey == -1] == -1).all()
-    many = torch.stack([data.train_set.__getitems__(index).image for _ in range(400)]).mean(0)
+    many = torch.stack([served(epoch) for epoch in range(400)]).mean(0)
     assert (many - grey).abs().mean() < 0.05  # E[pixel] = intensity; one pixel's mean has sd <= 0.05
     assert set(data.val_set.images.unique().tolist()) <= {0, 255} and set(data.test_set.images.unique().tolist()) <= {
         0,

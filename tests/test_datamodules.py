@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from lightning_dgm import seeding
 from lightning_dgm.datamodules import DigitsDataModule, MNISTDataModule
 from tests.helpers import SHARED_DATA, write_mnist
 
@@ -94,6 +95,49 @@ def test_batch_larger_than_the_data_is_a_clear_error(tmp_path):
     dm.setup("fit")
     with pytest.raises(ValueError, match="lower data.batch_size"):
         dm.train_dataloader()
+
+
+def binarized_epoch(epoch: int, data_dir, **options) -> dict[int, torch.Tensor]:
+    """Training images of binarized MNIST as a fresh datamodule's loader serves them in `epoch`, by item."""
+    dm = MNISTDataModule(data_dir=str(data_dir), download=False, val_size=16, binarize=True, **options)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)  # what Lightning calls at each epoch start
+    order = [index for index, _ in loader.sampler]  # the sampler's items carry their seeds
+    return dict(zip(order, torch.cat([batch.image for batch in loader])))  # zip: drop_last's batches only
+
+
+def differing(one: dict[int, torch.Tensor], two: dict[int, torch.Tensor]) -> int:
+    """Items served in both whose pixels differ."""
+    return sum(not torch.equal(one[item], two[item]) for item in one.keys() & two.keys())
+
+
+def test_binarized_mnist_draws_new_pixels_each_epoch(mnist_root):
+    first, second = binarized_epoch(0, mnist_root, batch_size=16), binarized_epoch(1, mnist_root, batch_size=16)
+    assert len(first) == len(second) == 80
+    assert set(torch.stack(list(first.values())).unique().tolist()) == {-1.0, 1.0}
+    assert differing(first, second) == 80
+
+
+def test_binarized_pixels_depend_on_seed_epoch_and_item_only(mnist_root):
+    # A resumed run builds a fresh datamodule, maybe with other workers, after the model has drawn
+    # from the global RNG for hours: the same (seed, epoch) must serve the same pixels.
+    torch.manual_seed(0)
+    served = binarized_epoch(3, mnist_root, batch_size=16)
+    torch.manual_seed(1)
+    assert differing(served, binarized_epoch(3, mnist_root, batch_size=16)) == 0
+    torch.manual_seed(2)
+    in_a_worker = binarized_epoch(3, mnist_root, batch_size=16, num_workers=1)
+    assert len(in_a_worker) == 80 and differing(served, in_a_worker) == 0
+    # another batch size (as another world size gives) puts items in other batches, not other pixels
+    other_batches = binarized_epoch(3, mnist_root, batch_size=10)
+    assert len(other_batches) == 80 and differing(served, other_batches) == 0
+    # drawn by lightning_dgm.seeding's rule: item i's seed is row i of the table of (seed, BINARIZATION, epoch)
+    dm = MNISTDataModule(data_dir=str(mnist_root), download=False, val_size=16, binarize=True, seed=5)
+    dm.setup("fit")
+    table = dm.train_set.draw_jitter(seeding.generator(5, seeding.BINARIZATION, 3)).tolist()
+    by_rule = {i: dm.train_set.__getitems__([(i, table[i])]).image[0] for i in range(80)}
+    assert differing(by_rule, binarized_epoch(3, mnist_root, batch_size=16, seed=5)) == 0
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="shared real MNIST not present")

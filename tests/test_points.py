@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from lightning_dgm import seeding
 from lightning_dgm.datamodules import CSVPointDataModule, GaussianGridDataModule, GaussianRingDataModule
 from lightning_dgm.metrics import ModeCounts, ModeCoverage, count_modes, mode_coverage
 from lightning_dgm.nets import PointDiscriminator, PointGenerator
@@ -52,6 +53,20 @@ def test_mixture_points_sit_on_their_modes_with_the_given_std(make):
     again.setup("fit")
     assert_close(again.train_set.points, points, rtol=0, atol=0)  # seeded
     assert not torch.equal(data.val_set.points, points[: len(data.val_set)])  # splits differ
+
+
+def test_each_split_is_drawn_by_the_seeding_rule_whatever_the_global_rng():
+    splits = {}
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        data = GaussianGridDataModule(num_train=300, num_val=50, num_test=40, seed=4)
+        data.setup("fit")
+        splits[global_seed] = {split: getattr(data, f"{split}_set") for split in ("train", "val", "test")}
+    for split, n in (("train", 300), ("val", 50), ("test", 40)):
+        # the one rule of lightning_dgm.seeding: split `split` from the generator of (seed, TOY_DATA, split)
+        points, labels = data.draw(split, n, seeding.generator(4, seeding.TOY_DATA, split))
+        for drawn in splits.values():
+            assert torch.equal(drawn[split].points, points) and torch.equal(drawn[split].labels, labels)
 
 
 def test_csv_points_with_and_without_header(tmp_path):

@@ -15,6 +15,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.testing import assert_close
 
+from lightning_dgm import seeding
 from lightning_dgm.datamodules import FolderPairsDataModule, SideBySideDataModule, UnpairedDataModule
 from lightning_dgm.types import ImagePair
 from tests.helpers import SHARED_DATA, SWAP, chw, random_image, save, write_domain, write_side_by_side
@@ -135,6 +136,20 @@ def test_train_crops_are_reproducible_by_seed_and_new_each_epoch(tmp_path):
     assert [source for source, *_ in first] == list(range(8))
     assert first != crops(0, 1)[1]  # a new epoch: new crops, not only a new order
     assert first != crops(1, 0)[1]
+
+
+def test_an_epochs_jitter_is_drawn_by_the_seeding_rule(tmp_path):
+    write_side_by_side(tmp_path, "train", 8, size=6)
+    dm = SideBySideDataModule(str(tmp_path), load_size=6, crop_size=4, **TRAIN_ONLY, seed=3)
+    dm.setup("fit")
+    sampler = dm.train_dataloader().sampler
+    sampler.set_epoch(2)
+    torch.manual_seed(123)  # the global RNG plays no part
+    items = list(sampler)
+    # the one rule of lightning_dgm.seeding: the table of (seed, JITTER, epoch), row i for item i
+    table = dm.train_set.draw_jitter(seeding.generator(3, seeding.JITTER, 2)).tolist()
+    assert sorted(index for index, _ in items) == list(range(8))
+    assert all(row == table[index] for index, row in items)
 
 
 def test_worker_processes_serve_the_same_batches(tmp_path):

@@ -33,11 +33,21 @@ def pairs(n: int = 4, size: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch
 
 
 class PairData(L.LightningDataModule):
-    """ImagePair batches from two tensors, in order."""
+    """ImagePair batches from two tensors, in order; its validation split (for TranslationGrid) is
+    the same pairs, through the framework's evaluation-data API."""
 
     def __init__(self, source, target, batch_size=2) -> None:
         super().__init__()
         self.source, self.target, self.batch_size = source, target, batch_size
+
+    def split_size(self, split):
+        return len(self.source)
+
+    def evaluation_batches(self, split, count=None, *, batch_size=256, generator=None):
+        count = len(self.source) if count is None else count
+        for start in range(0, count, batch_size):
+            end = min(start + batch_size, count)
+            yield ImagePair(self.source[start:end], self.target[start:end])
 
     def _loader(self):
         return DataLoader(

@@ -3,7 +3,8 @@ the decoded 2-D manifold with a scatter of the codes, and a linear probe of the 
 
 They rely on one contract only: `latent_dim: int`, `encode(x) -> (N, latent_dim)` (deterministic,
 the posterior mean for a VAE) and `decode(z) -> (N, C, H, W)` in [-1, 1]. Images come from the
-datamodule's `val_set` during fit and its `test_set` at test end.
+datamodule's validation split during fit and its test split at test end, read through its
+`evaluation_batches` (every framework datamodule has it).
 """
 
 from __future__ import annotations
@@ -48,32 +49,48 @@ def _require_autoencoder(pl_module: L.LightningModule, who: str) -> None:
 
 
 def _split(trainer: L.Trainer, name: str, who: str, min_size: int = 1):
-    """The datamodule's `train_set`, `val_set` or `test_set`; an error that says what to set if it is unusable."""
-    dataset = getattr(trainer.datamodule, f"{name}_set", None)
-    if dataset is None or len(dataset) < min_size:
-        size = "none" if dataset is None else len(dataset)
+    """The datamodule, after checking that its split `name` ("train", "val" or "test") holds at least
+    `min_size` images; an error that says what to set if it is unusable."""
+    datamodule = trainer.datamodule
+    size = datamodule.split_size(name) if hasattr(datamodule, "evaluation_batches") else None
+    if size is None or size < min_size:
+        got = "none" if size is None else size
         raise ValueError(
-            f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {size} "
+            f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {got} "
             f"(use an image datamodule; for validation images set data.val_size)"
         )
-    return dataset
+    return datamodule
 
 
-def _first(dataset, count: int, device: torch.device) -> Tensor:
+def _first(datamodule, split: str, count: int, device: torch.device) -> Tensor:
     # Fewer images than asked for when the split is smaller: a picture of what exists beats an error.
-    return dataset.__getitems__(list(range(min(count, len(dataset))))).image.to(device)
+    count = min(count, datamodule.split_size(split))
+    return next(datamodule.evaluation_batches(split, count, batch_size=count)).image.to(device)
 
 
-def _encode_split(pl_module: L.LightningModule, dataset, count: int) -> tuple[Tensor, Tensor, Tensor]:
+def _encode_split(
+    pl_module: L.LightningModule, datamodule, split: str, count: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Codes (N, latent_dim), flattened pixels (N, C*H*W) in [-1, 1] and labels (N,) of the first `count`
-    images, on the CPU; call in eval mode under no_grad."""
+    images of `split` (fewer if it is smaller), on the CPU; call in eval mode under no_grad. Data drawn
+    at access (dynamically binarized MNIST) are drawn from `generator` (None: a fixed draw)."""
     codes, pixels, labels = [], [], []
-    for start in range(0, min(count, len(dataset)), _ENCODE_BATCH):
-        batch = dataset.__getitems__(list(range(start, min(start + _ENCODE_BATCH, count, len(dataset)))))
+    count = min(count, datamodule.split_size(split))
+    for batch in datamodule.evaluation_batches(split, count, batch_size=_ENCODE_BATCH, generator=generator):
         codes.append(pl_module.encode(batch.image.to(pl_module.device)).float().cpu())
         pixels.append(batch.image.flatten(1))
         labels.append(batch.label)
     return torch.cat(codes), torch.cat(pixels), torch.cat(labels)
+
+
+def _items(datamodule, split: str, indices: Tensor) -> Tensor:
+    """Images (len(indices), C, H, W) of `split` at `indices`, in that order. Read a batch at a time:
+    the indices lie anywhere in the split, which need not fit in memory as floats."""
+    wanted, found, start = indices.tolist(), {}, 0
+    for batch in datamodule.evaluation_batches(split, max(wanted) + 1, batch_size=_ENCODE_BATCH):
+        found |= {i: batch.image[i - start] for i in wanted if start <= i < start + len(batch.image)}
+        start += len(batch.image)
+    return torch.stack([found[i] for i in wanted])
 
 
 def _png_path(trainer: L.Trainer, folder: str, stage: str) -> tuple[Path, str]:
@@ -119,7 +136,7 @@ class Reconstructions(_Pictures):
         self.num_images = num_images
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
-        x = _first(_split(trainer, split, type(self).__name__), self.num_images, pl_module.device)
+        x = _first(_split(trainer, split, type(self).__name__), split, self.num_images, pl_module.device)
         images = torch.cat([x, pl_module.decode(pl_module.encode(x))])
         path, caption = _png_path(trainer, "reconstructions", stage)
         write_grid(trainer, images, key="reconstructions", path=path, nrow=len(x), caption=caption)
@@ -143,9 +160,9 @@ class LatentInterpolation(_Pictures):
         return order[: self.num_pairs], order[self.num_pairs : 2 * self.num_pairs]
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
-        dataset = _split(trainer, split, type(self).__name__, min_size=2 * self.num_pairs)
-        a, b = self.pairs(len(dataset))
-        x = dataset.__getitems__(torch.cat([a, b]).tolist()).image.to(pl_module.device)
+        datamodule = _split(trainer, split, type(self).__name__, min_size=2 * self.num_pairs)
+        a, b = self.pairs(datamodule.split_size(split))
+        x = _items(datamodule, split, torch.cat([a, b])).to(pl_module.device)
         z_a, z_b = pl_module.encode(x).chunk(2)
         t = torch.linspace(0, 1, self.steps, device=z_a.device).view(1, -1, 1)
         # (1 - t) z_a + t z_b rather than lerp: it gives exactly z_a at t = 0 and z_b at t = 1.
@@ -181,7 +198,8 @@ class LatentManifold(_Pictures):
         path, caption = _png_path(trainer, "manifold", stage)
         write_grid(trainer, images, key="manifold", path=path, nrow=self.grid_size, caption=caption)
 
-        codes, _, labels = _encode_split(pl_module, _split(trainer, split, type(self).__name__), self.num_points)
+        datamodule = _split(trainer, split, type(self).__name__)
+        codes, _, labels = _encode_split(pl_module, datamodule, split, self.num_points)
         codes, labels = codes.numpy(), labels.numpy()
         figure = new_figure()
         axes = figure.subplots()
@@ -207,14 +225,14 @@ class LatentClassifier(L.Callback):
 
     Every rank fits the same classifier on the same images (the first `max_train` of the seeded
     train split, all test images), and lbfgs is deterministic, so every rank logs the same value.
-    Images are read with torch's RNG seeded by `seed` (and the training RNG restored after), so
-    data served with fresh randomness, like dynamically binarized MNIST, give every model the same
-    images and the same pixel baseline.
+    Data served with fresh randomness, like dynamically binarized MNIST, are drawn from a generator
+    seeded by `seed` (the global RNG is not touched), so every model gets the same images and the
+    same pixel baseline. A test-only run has the datamodule set the training split up.
 
     Args:
         max_train: training images the classifier is fitted on.
         max_iter: iterations of the lbfgs solver.
-        seed: seed of torch's RNG while images are read.
+        seed: seed of the generator that data drawn at access are drawn from.
     """
 
     def __init__(self, max_train: int = 10000, max_iter: int = 1000, seed: int = 0) -> None:
@@ -225,6 +243,9 @@ class LatentClassifier(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         _require_autoencoder(pl_module, type(self).__name__)
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
     def accuracy(self, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> float:
         """Test accuracy of standardized logistic regression fitted on (features, labels) of `train`."""
         classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=self.max_iter))
@@ -232,15 +253,14 @@ class LatentClassifier(L.Callback):
         return float(classifier.score(test[0].double().numpy(), test[1].numpy()))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        datamodule = trainer.datamodule
-        if datamodule is not None and getattr(datamodule, "train_set", None) is None:
-            datamodule.setup("fit")  # a test-only run has not loaded the training images
         who = type(self).__name__
-        train_set, test_set = _split(trainer, "train", who), _split(trainer, "test", who)
-        with evaluating(pl_module), torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            train_codes, train_pixels, train_labels = _encode_split(pl_module, train_set, self.max_train)
-            test_codes, test_pixels, test_labels = _encode_split(pl_module, test_set, len(test_set))
+        datamodule = _split(trainer, "train", who)  # a test-only run sets the training split up here
+        _split(trainer, "test", who)
+        with evaluating(pl_module), torch.no_grad():
+            train = _encode_split(pl_module, datamodule, "train", self.max_train, self._generator())
+            test = _encode_split(pl_module, datamodule, "test", datamodule.split_size("test"), self._generator())
+        train_codes, train_pixels, train_labels = train
+        test_codes, test_pixels, test_labels = test
         latent = self.accuracy((train_codes, train_labels), (test_codes, test_labels))
         pixel = self.accuracy((train_pixels, train_labels), (test_pixels, test_labels))
         pl_module.log("test/latent_accuracy", latent)

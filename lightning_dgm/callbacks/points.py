@@ -105,7 +105,14 @@ class PointsPlot(L.Callback):
         )
 
     def _density(self, trainer: L.Trainer) -> tuple[np.ndarray, np.ndarray, list[float]]:
-        points = trainer.datamodule.train_set.points
+        datamodule = trainer.datamodule
+        if not hasattr(datamodule, "evaluation_batches"):
+            raise ValueError(
+                f"PointsPlot draws the training points of a point datamodule (GaussianRingDataModule, "
+                f"CSVPointDataModule, ...); {type(datamodule).__name__} has no evaluation_batches()"
+            )
+        # 2-D points are small (100,000 are 800 kB): read them in few, large batches.
+        points = torch.cat([batch.image for batch in datamodule.evaluation_batches("train", batch_size=100_000)])
         if points.dim() != 2 or points.shape[1] != 2:
             raise ValueError(f"PointsPlot draws 2-D points, but the data has shape {tuple(points.shape[1:])}")
         low, high = points.amin(dim=0), points.amax(dim=0)

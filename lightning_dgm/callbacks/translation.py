@@ -15,7 +15,8 @@ class TranslationGrid(L.Callback):
     """Writes `<run folder>/translations/epoch_XXX.png` and logs it as `translations` (rank zero).
 
     One row per image of a fixed validation batch: the first `num_images` pairs of the
-    datamodule's validation loader (deterministic crops, so every grid shows the same inputs).
+    datamodule's validation split, read through its `evaluation_batches` (deterministic crops, so
+    every grid shows the same inputs).
     The columns are the system's `translation_columns`: input | output | target for Pix2Pix,
     A | G(A) | F(G(A)) | B | F(B) | G(F(B)) for CycleGAN.
 
@@ -35,23 +36,17 @@ class TranslationGrid(L.Callback):
         """The first `num_images` validation pairs (fewer if the split is smaller), read once."""
         if self._batch is None:
             datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            if not hasattr(datamodule, "evaluation_batches"):
                 raise ValueError(
-                    "TranslationGrid draws its inputs from the datamodule's val_dataloader(): "
-                    "train with a datamodule that has a validation split"
+                    "TranslationGrid draws its inputs from the datamodule's evaluation_batches('val'): "
+                    "train with a translation datamodule (PairedDataModule, UnpairedDataModule, ...)"
                 )
-            sources, targets, count = [], [], 0
-            for batch in datamodule.val_dataloader():
-                sources.append(batch.source)
-                targets.append(batch.target)
-                count += len(batch.source)
-                if count >= self.num_images:
-                    break
-            if not sources:
+            count = min(self.num_images, datamodule.split_size("val"))
+            if count == 0:
                 raise ValueError(
                     "TranslationGrid: the validation split is empty; give the datamodule validation images"
                 )
-            self._batch = ImagePair(torch.cat(sources)[: self.num_images], torch.cat(targets)[: self.num_images])
+            self._batch = ImagePair(*next(datamodule.evaluation_batches("val", count, batch_size=count)))
         return self._batch
 
     @torch.no_grad()

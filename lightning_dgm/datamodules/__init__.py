@@ -1,6 +1,8 @@
-"""LightningDataModules. Each owns its data facts: `image_shape` and `num_classes`."""
+"""LightningDataModules. Each owns its data facts (`image_shape` and `num_classes`), records its init
+arguments in `hparams`, and serves its splits for evaluation through `split_size` / `evaluation_batches`
+(see BaseDataModule)."""
 
-from lightning_dgm.datamodules.base import ImageDataModule, TensorImageDataset
+from lightning_dgm.datamodules.base import BaseDataModule, ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.cifar import CIFAR10DataModule
 from lightning_dgm.datamodules.digits import DigitsDataModule
 from lightning_dgm.datamodules.folder import ImageFolderDataModule
@@ -16,6 +18,7 @@ from lightning_dgm.datamodules.svhn import SVHNDataModule
 from lightning_dgm.datamodules.unpaired import UnpairedDataModule
 
 __all__ = [
+    "BaseDataModule",
     "CIFAR10DataModule",
     "CSVPointDataModule",
     "DigitsDataModule",

@@ -1,17 +1,23 @@
-"""What every image datamodule shares: batches with named fields, in-memory uint8 splits,
-a seeded train/val split, and epoch-seeded shuffling that survives a resume.
+"""What every framework datamodule shares: init arguments recorded in `hparams`, the evaluation-data
+API (`split_size`, `evaluation_batches`), in-memory uint8 splits with a seeded train/val split, and
+epoch-seeded shuffling and data randomness that survive a resume.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
+from collections.abc import Iterator
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lightning_dgm.types import ImageBatch, to_signed_unit
+from lightning_dgm import seeding
+from lightning_dgm.types import ImageBatch, ImagePair, to_signed_unit
+
+SPLITS = ("train", "val", "test")
+_STAGE = {"train": "fit", "val": "validate", "test": "test"}  # the setup() stage that makes each split
 
 
 def one_line(error: BaseException) -> str:
@@ -62,14 +68,44 @@ def batch_loader(dataset: Dataset, batch_size: int, num_workers: int, **kwargs) 
     )
 
 
-def shuffled_train_loader(
-    datamodule: L.LightningDataModule, dataset: Dataset, sampler_class: type[DistributedSampler] = DistributedSampler
-) -> DataLoader:
+class JitterSampler(DistributedSampler):
+    """A DistributedSampler (each rank its own shuffled shard, reshuffled by Lightning's set_epoch) for
+    data with per-item randomness, whose items carry it: `(index, row)`, row being item `index`'s row of
+    `dataset.draw_jitter(generator)`, `generator` seeded by (seed, `dataset.jitter_purpose`, epoch).
+
+    The table is the same on every rank and in every worker, so what an item is served with (a crop and
+    flip, binarized pixels) depends on (seed, epoch, item) only: not on the world size, the workers, nor
+    the model's use of the global RNG. The same seed gives the same batches, a new epoch new draws, and a
+    resumed run (Lightning restores the epoch) the draws of an uninterrupted one.
+    """
+
+    def __iter__(self):
+        generator = seeding.generator(self.seed, self.dataset.jitter_purpose, self.epoch)
+        table = self.dataset.draw_jitter(generator).tolist()
+        return ((index, table[index]) for index in super().__iter__())
+
+
+def jitter_items(dataset: Dataset, items: list) -> tuple[Tensor, Tensor]:
+    """A batch's sampler items -> item indices (n,) int64 and their rows of the jitter table (n, ...).
+
+    Items are `(index, row)` pairs from a JitterSampler, or plain indices (a sampler Lightning put in
+    place, e.g. for `overfit_batches`, or `evaluation_batches` without a generator), which get the fixed
+    draw `dataset.draw_jitter(None)`: the same items every time.
+    """
+    if isinstance(items[0], tuple):
+        return torch.tensor([index for index, _ in items]), torch.tensor([row for _, row in items])
+    index = torch.as_tensor(items)
+    return index, dataset.draw_jitter(None)[index]
+
+
+def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -> DataLoader:
     """The training loader of a datamodule with `batch_size`, `num_workers` and `seed`: this rank's
     shard of `dataset`, reshuffled per (seed, epoch), full batches only.
 
     A DistributedSampler even on one process: Lightning calls its set_epoch, which seeds the
-    shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place.
+    shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place. Data with
+    per-item randomness (a `draw_jitter(generator)` method) get a JitterSampler, which draws it per
+    (seed, epoch) too.
     """
     trainer = datamodule.trainer
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
@@ -78,17 +114,110 @@ def shuffled_train_loader(
             f"{type(datamodule).__name__}: {len(dataset)} training items cannot fill one batch of "
             f"{datamodule.batch_size} on each of {world_size} process(es); lower data.batch_size"
         )
+    sampler_class = JitterSampler if hasattr(dataset, "draw_jitter") else DistributedSampler
     sampler = sampler_class(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=datamodule.seed)
     return batch_loader(dataset, datamodule.batch_size, datamodule.num_workers, sampler=sampler, drop_last=True)
 
 
-class ImageDataModule(L.LightningDataModule):
+class BaseDataModule(L.LightningDataModule):
+    """What every framework datamodule has: its init arguments in `hparams`, and the evaluation-data
+    API that callbacks and metrics read splits through (instead of the datasets and loaders).
+
+    Subclasses keep their splits as `train_set`, `val_set` and `test_set` (None until `setup` makes
+    them, and after it when the split does not exist), each a Dataset whose `__getitems__` returns a
+    whole batch, and a `seed`. `split_settings` names, per split, the setting that makes it larger or
+    makes it exist, for error messages.
+    """
+
+    split_settings: dict[str, str] = {}
+    train_set: Dataset | None
+    val_set: Dataset | None
+    test_set: Dataset | None
+    seed: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Lightning's collect_init_args walks the __init__ frames from here out to the concrete class's,
+        # so hparams hold its arguments as given, whatever attribute names it keeps them under. Arguments
+        # only a base class takes (PointDataModule passes num_val on as val_size) are not the concrete
+        # class's: drop them, so hparams are exactly what rebuilds the datamodule.
+        own = set(inspect.signature(type(self).__init__).parameters)
+        inherited = {
+            name
+            for klass in type(self).__mro__
+            if issubclass(klass, BaseDataModule) and "__init__" in vars(klass)
+            for name in inspect.signature(klass.__init__).parameters
+        }
+        self.save_hyperparameters(ignore=sorted(inherited - own))
+
+    def _split(self, split: str) -> Dataset:
+        """The dataset of `split`, set up if needed; one ValueError for an unknown or absent split."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: ask for one of {', '.join(map(repr, SPLITS))}")
+        if getattr(self, f"{split}_set") is None:
+            self.setup(_STAGE[split])
+        dataset = getattr(self, f"{split}_set")
+        if dataset is None:
+            setting = self.split_settings.get(split)
+            advice = f"set {setting}" if setting else "use a datamodule that has one"
+            raise ValueError(f"{type(self).__name__} has no {split} split: {advice}")
+        return dataset
+
+    def split_size(self, split: str) -> int:
+        """Items in split "train", "val" or "test"; sets the split up (self.setup(...)) if needed."""
+        return len(self._split(split))
+
+    def evaluation_batches(
+        self,
+        split: str,
+        count: int | None = None,
+        *,
+        batch_size: int = 256,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[ImageBatch | ImagePair]:
+        """The first `count` items of `split` (all when None), in index order, as batches of at most
+        batch_size, on the CPU, converted to [-1, 1] exactly as the loaders serve them. Data served with
+        fresh randomness every time (dynamically binarized MNIST's train split) draws it from `generator`
+        (None: a fixed draw seeded from the datamodule's seed). Sets the split up if needed. A count larger
+        than the split, or an unknown/absent split, is one clear ValueError saying what to set.
+
+        Images are float32 (n, C, H, W) in [-1, 1] (ImageBatch.image, ImagePair.source / target); point
+        data are (n, D), unbounded.
+        """
+        dataset = self._split(split)
+        size = len(dataset)
+        count = size if count is None else count
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 <= count <= size:
+            setting = self.split_settings.get(split)
+            raise ValueError(
+                f"{type(self).__name__}'s {split} split holds {size} items, but {count} were asked for: "
+                f"ask for at most {size}" + (f", or set {setting} for more" if setting else "")
+            )
+        table = None
+        if generator is not None and hasattr(dataset, "draw_jitter"):
+            table = dataset.draw_jitter(generator).tolist()
+        # Batches come from a separate generator function, so the checks above raise at this call
+        # rather than at the first next().
+        return self._batches(dataset, count, batch_size, table)
+
+    @staticmethod
+    def _batches(dataset: Dataset, count: int, batch_size: int, table: list | None) -> Iterator:
+        for start in range(0, count, batch_size):
+            indices = range(start, min(start + batch_size, count))
+            yield dataset.__getitems__([(i, table[i]) for i in indices] if table is not None else list(indices))
+
+
+class ImageDataModule(BaseDataModule):
     """Base for image data held in memory: subclasses say how to load the train and test splits.
 
     Validation images are a seeded random subset of the train split (`val_size` of them).
     Training order is shuffled with a permutation seeded by (seed, epoch), so a resumed run
     sees the same batches as an uninterrupted one; under DDP each rank gets its own shard.
     """
+
+    split_settings = {"val": "data.val_size"}
 
     def __init__(self, batch_size: int = 64, val_size: int = 0, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
@@ -148,66 +277,3 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         assert self.test_set is not None, "call setup('test') first"
         return self._loader(self.test_set)
-
-
-class DownloadedImageDataModule(ImageDataModule):
-    """Base for data sets that torchvision downloads: a known set of files in one folder.
-
-    `prepare_data` fetches the missing files when `download` is true. Offline, or with download
-    off, it (and `check_files`, which loaders call first) raises one FileNotFoundError naming the
-    folder and the files expected there. Subclasses say where (`files_dir`), what
-    (`expected_files`) and how to fetch (`fetch`).
-    """
-
-    #: Names for the error message: "MNIST not found ... copy the IDX files there".
-    dataset_name = ""
-    file_description = "the files"
-
-    def __init__(
-        self,
-        data_dir: str = "./data",
-        download: bool = True,
-        batch_size: int = 64,
-        val_size: int = 5000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
-        self.data_dir = data_dir
-        self.download = download
-
-    @property
-    def files_dir(self) -> Path:
-        raise NotImplementedError
-
-    def expected_files(self) -> tuple[str, ...]:
-        raise NotImplementedError
-
-    def fetch(self, missing: list[str]) -> None:
-        """Download the `missing` files into `files_dir`."""
-        raise NotImplementedError
-
-    def missing_files(self) -> list[str]:
-        return [name for name in self.expected_files() if not (self.files_dir / name).is_file()]
-
-    def _missing_error(self, why: str) -> FileNotFoundError:
-        return FileNotFoundError(
-            f"{self.dataset_name} {why}: expected {', '.join(self.missing_files())} in {self.files_dir}. "
-            f"Run once with network access (data.download: true) or copy {self.file_description} there."
-        )
-
-    def check_files(self) -> None:
-        if self.missing_files():
-            raise self._missing_error("not found")
-
-    def prepare_data(self) -> None:
-        missing = self.missing_files()
-        if not missing:
-            return
-        if not self.download:
-            raise self._missing_error("not found and data.download is false")
-        try:
-            self.fetch(missing)
-        except Exception as error:  # torchvision raises RuntimeError/URLError variants when offline
-            lines = [line.strip() for line in str(error).splitlines() if "error" in line.lower()] or [repr(error)]
-            raise self._missing_error(f"could not be downloaded ({lines[-1]})") from error

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10
 
-from lightning_dgm.datamodules.base import DownloadedImageDataModule, one_line
+from lightning_dgm.datamodules.base import one_line
+from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
 
 _TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _TEST_FILES = ("test_batch",)
@@ -29,19 +30,6 @@ class CIFAR10DataModule(DownloadedImageDataModule):
 
     dataset_name = "CIFAR-10"
     file_description = "the pickled python batches"
-
-    def __init__(
-        self,
-        data_dir: str = "./data",
-        download: bool = True,
-        batch_size: int = 64,
-        val_size: int = 5000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
-        )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

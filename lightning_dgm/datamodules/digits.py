@@ -19,6 +19,8 @@ class DigitsDataModule(ImageDataModule):
     drawn from the rest.
     """
 
+    split_settings = {"val": "data.val_size", "test": "data.test_size"}
+
     def __init__(
         self,
         image_size: int = 8,

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info
 from PIL import Image
 from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from lightning_dgm.datamodules.archive import ARCHIVE_SUFFIXES, extract
 from lightning_dgm.datamodules.base import ImageDataModule, one_line
 
 IMAGE_EXTENSIONS = IMG_EXTENSIONS  # torchvision's: .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
-_MARKER = ".extracted"  # written into an extracted archive's folder once every file is out
 _CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not served
 LOOKED_FOR = ", ".join(f"*{extension}" for extension in IMAGE_EXTENSIONS)  # for "no images (...)" errors
 
@@ -132,6 +127,8 @@ class ImageFolderDataModule(ImageDataModule):
     decodes, so under DDP one process per node does the work and the others load the cache.
     """
 
+    split_settings = {"val": "data.val_size", "test": "data.test_dir or data.test_size"}
+
     def __init__(
         self,
         train_dir: str,
@@ -156,9 +153,9 @@ class ImageFolderDataModule(ImageDataModule):
                 f"test_size ({test_size}) is how many train_dir images to hold out when there is no test_dir: "
                 f"set test_dir or test_size, not both, and never below 0"
             )
-        if archive is not None and not archive.endswith(_ARCHIVE_SUFFIXES):
+        if archive is not None and not archive.endswith(ARCHIVE_SUFFIXES):
             raise ValueError(
-                f"archive {archive} is not a {'/'.join(_ARCHIVE_SUFFIXES)} file; unpack it yourself and set "
+                f"archive {archive} is not a {'/'.join(ARCHIVE_SUFFIXES)} file; unpack it yourself and set "
                 f"data.train_dir to the folder instead"
             )
         if archive is not None and any(Path(d).is_absolute() for d in (train_dir, test_dir) if d is not None):
@@ -188,7 +185,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _folder(self, name: str) -> Path:
         if self.archive is None:
             return Path(name).expanduser().resolve()
-        root = self._extract()
+        root = extract(Path(self.archive), self.cache_dir / "extracted")
         folder = (root / name).resolve()
         if not folder.is_relative_to(root):
             raise ValueError(f"{name} points outside archive {self.archive}; make it a path inside the archive")
@@ -199,51 +196,6 @@ class ImageFolderDataModule(ImageDataModule):
                 f"fix data.train_dir / data.test_dir"
             )
         return folder
-
-    def _extract(self) -> Path:
-        archive = Path(self.archive).expanduser().resolve()
-        if not archive.is_file():
-            raise FileNotFoundError(
-                f"archive {archive} not found; set data.archive to an existing .tar.gz of image folders, "
-                f"or leave it unset and point data.train_dir at an unpacked folder"
-            )
-        suffix = next(suffix for suffix in _ARCHIVE_SUFFIXES if archive.name.endswith(suffix))  # checked in __init__
-        target = self.cache_dir / "extracted" / archive.name[: -len(suffix)]  # cifar10-jpeg.tar.gz -> cifar10-jpeg
-        stat = archive.stat()
-        stamp = f"{archive} {stat.st_size} {stat.st_mtime_ns}\n"
-        marker = target / _MARKER
-
-        def done() -> bool:
-            return marker.is_file() and marker.read_text() == stamp
-
-        if done():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # One extraction at a time (every DDP process and every concurrent run reads num_classes):
-        # the others wait here, then find the marker and return.
-        with FileLock(target.parent / f".{target.name}.lock"):
-            if done():
-                return target
-            rank_zero_info(f"Extracting {archive} to {target}")
-            # Extract beside the target and rename into place: an interrupted extraction never
-            # leaves a half-full folder under the target's name.
-            partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-            partial.chmod(0o755)  # mkdtemp makes it private; the extracted folder is ordinary data
-            try:
-                try:
-                    with tarfile.open(archive) as tar:
-                        # "data" refuses members that escape the folder; Pythons before 3.10.12 / 3.11.4 lack filters
-                        tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-                except (tarfile.TarError, OSError, EOFError) as error:
-                    message = f"could not extract {archive} ({one_line(error)}); replace it with a complete archive"
-                    raise RuntimeError(message) from error
-                (partial / _MARKER).write_text(stamp)
-                if target.exists():  # extracted from an older version of the archive
-                    shutil.rmtree(target)
-                os.rename(partial, target)
-            finally:
-                shutil.rmtree(partial, ignore_errors=True)
-        return target
 
     # -- decoding ---------------------------------------------------------------------------
     def _decode(self, path: str) -> Tensor:

@@ -8,22 +8,51 @@ import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from lightning_dgm.datamodules.base import DownloadedImageDataModule, TensorImageDataset
+from lightning_dgm import seeding
+from lightning_dgm.datamodules.base import TensorImageDataset, jitter_items
+from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
 from lightning_dgm.types import ImageBatch
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 class DynamicallyBinarized(TensorImageDataset):
-    """Each time an image is served, every pixel is drawn anew: on (255) with probability
-    intensity / 255, else off (0). Draws use torch's global RNG, which `seed_everything` seeds
-    (and DataLoader workers re-seed per worker).
+    """Each epoch, every pixel is drawn anew: on (255) with probability intensity / 255, else off (0);
+    served as float32 (n, 1, 28, 28) in {-1, 1}.
+
+    What an item is drawn with is its seed in the epoch's table, `draw_jitter(generator)`, which the
+    training loader's JitterSampler draws from a generator seeded by (seed, BINARIZATION, epoch): an
+    image's pixels depend on (seed, epoch, item) only, not on the batch it lands in, the workers, the
+    world size, nor the model's use of the global RNG, so a resumed run sees an uninterrupted run's
+    pixels. Plain indices (Lightning's sampler for overfit_batches, evaluation without a generator)
+    get the fixed table `draw_jitter(None)`, seeded by `seed`.
     """
 
-    def __getitems__(self, indices: list[int]) -> ImageBatch:
-        batch = super().__getitems__(indices)
-        on = torch.rand_like(batch.image) < (batch.image + 1) / 2
-        return ImageBatch(on.float() * 2 - 1, batch.label)
+    jitter_purpose = seeding.BINARIZATION
+
+    def __init__(self, images: Tensor, labels: Tensor, seed: int) -> None:
+        super().__init__(images, labels)
+        self.seed = seed
+        self._fixed: Tensor | None = None
+
+    def draw_jitter(self, generator: torch.Generator | None) -> Tensor:
+        """(len(self),) int64 seeds in [0, 2**63 - 1), one per item, from `generator` (None: the fixed draw)."""
+        if generator is None:
+            if self._fixed is None:
+                self._fixed = self.draw_jitter(seeding.generator(self.seed, seeding.BINARIZATION, "fixed"))
+            return self._fixed
+        return torch.randint(0, 2**63 - 1, (len(self),), generator=generator)
+
+    def __getitems__(self, items: list) -> ImageBatch:
+        index, seeds = jitter_items(self, items)
+        probability = self.images[index].float() / 255
+        uniform = torch.empty_like(probability)
+        # One generator per batch, re-seeded per image: an image's pixels depend on its own seed only.
+        # Measured at 0.35 ms per batch of 64 (0.17 ms for one draw seeded once per batch).
+        generator = torch.Generator()
+        for row, seed in zip(uniform, seeds.tolist()):
+            row.uniform_(generator=generator.manual_seed(seed))
+        return ImageBatch((uniform < probability).float() * 2 - 1, self.labels[index])
 
     def __getitem__(self, index: int) -> ImageBatch:
         batch = self.__getitems__([index])
@@ -46,8 +75,8 @@ class MNISTDataModule(DownloadedImageDataModule):
 
     `binarize=True` serves binary images (pixels -1 or 1), as likelihood papers use MNIST (Kingma
     & Welling 2014; Burda et al. 2016): training images are binarized dynamically (new pixels
-    every time an image is served, so the model never fits one fixed draw); validation and test
-    images once, with a fixed seed, so evaluations compare.
+    every epoch, so the model never fits one fixed draw; seeded per (seed, epoch), see
+    DynamicallyBinarized); validation and test images once, with a fixed seed, so evaluations compare.
     """
 
     dataset_name = "MNIST"
@@ -103,7 +132,7 @@ class MNISTDataModule(DownloadedImageDataModule):
         if not self.binarize:
             return
         if fresh[0] and self.train_set is not None:
-            self.train_set = DynamicallyBinarized(self.train_set.images, self.train_set.labels)
+            self.train_set = DynamicallyBinarized(self.train_set.images, self.train_set.labels, self.seed)
             self.val_set = TensorImageDataset(binarize(self.val_set.images, self.seed + 1), self.val_set.labels)
         if fresh[1] and self.test_set is not None:
             # Independent of `seed`, so test numbers compare across runs.

@@ -22,6 +22,12 @@ class PairedDataModule(TranslationDataModule):
     same batches every epoch; None for no such split. Subclasses read a split (`load_split`).
     """
 
+    split_settings = {
+        "train": "data.train_split (the name of a split's folder)",
+        "val": "data.val_split (the name of a split's folder)",
+        "test": "data.test_split (the name of a split's folder)",
+    }
+
     def __init__(
         self,
         root: str,

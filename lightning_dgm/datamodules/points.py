@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lightning_dgm import seeding
 from lightning_dgm.datamodules.base import ImageDataModule
 from lightning_dgm.types import ImageBatch
 
@@ -41,9 +42,12 @@ class PointDataModule(ImageDataModule):
     """Base of 2-D data: subclasses draw the train / val / test points.
 
     Args:
-        num_train, num_val, num_test: points per split, drawn once with seeds derived from `seed`.
+        num_train, num_val, num_test: points per split, each drawn once from a generator seeded by
+            (seed, TOY_DATA, split name), so every split is reproducible and independent of the others.
         batch_size: points per batch.
     """
+
+    split_settings = {"train": "data.num_train", "val": "data.num_val", "test": "data.num_test"}
 
     def __init__(
         self,
@@ -73,9 +77,9 @@ class PointDataModule(ImageDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        for index, (split, n) in enumerate(self.sizes.items()):
+        for split, n in self.sizes.items():
             if getattr(self, f"{split}_set") is None:
-                generator = torch.Generator().manual_seed(self.seed * 3 + index)
+                generator = seeding.generator(self.seed, seeding.TOY_DATA, split)
                 setattr(self, f"{split}_set", PointDataset(*self.draw(split, n, generator)))
 
 
@@ -170,6 +174,8 @@ class CSVPointDataModule(PointDataModule):
     The density is whatever the file holds, so there are no known modes: mode coverage needs a
     mixture datamodule.
     """
+
+    split_settings = {"val": "data.num_val", "test": "data.num_test"}
 
     def __init__(
         self,

@@ -11,7 +11,8 @@ from torch import Tensor
 from torchvision.datasets import SVHN
 from torchvision.datasets.utils import download_url
 
-from lightning_dgm.datamodules.base import DownloadedImageDataModule, one_line
+from lightning_dgm.datamodules.base import one_line
+from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
 
 _FILES = {split: SVHN.split_list[split][1] for split in ("train", "test", "extra")}  # train_32x32.mat, ...
 

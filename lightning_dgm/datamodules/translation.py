@@ -10,15 +10,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from lightning_dgm.datamodules.base import batch_loader, shuffled_train_loader
+from lightning_dgm import seeding
+from lightning_dgm.datamodules.base import BaseDataModule, batch_loader, jitter_items, shuffled_train_loader
 from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_image
 from lightning_dgm.types import ImagePair, TranslationRequest, to_signed_unit
 
@@ -44,29 +43,16 @@ def draw_crops(n: int, load_size: int, crop_size: int, flip: bool, generator: to
     return torch.cat([offsets, mirror], dim=1)
 
 
-class JitterSampler(DistributedSampler):
-    """A DistributedSampler (each rank its own shuffled shard, reshuffled by Lightning's set_epoch)
-    whose items carry their random jitter: `(index, row)`, row being `dataset.draw_jitter(...)[index]`.
-
-    The jitter table is drawn from a generator seeded by (seed, epoch), the same on every rank, so an
-    image's crop and flip depend on neither the world size, the workers, nor the model's use of the
-    global RNG: the same seed gives the same batches, a new epoch new crops.
-    """
-
-    def __iter__(self):
-        state = np.random.SeedSequence([self.seed % 2**64, self.epoch]).generate_state(1, np.uint64)[0]
-        table = self.dataset.draw_jitter(torch.Generator().manual_seed(int(state))).tolist()
-        return ((index, table[index]) for index in super().__iter__())
-
-
 class JitteredDataset(Dataset):
     """Training data held as uint8 (N, C, load_size, load_size) per domain, served as jittered batches.
 
-    `__getitems__` takes the sampler's `(index, jitter row)` items and returns one ImagePair of float
-    (n, C, crop_size, crop_size) in [-1, 1]. Plain integer indices (a sampler Lightning put in place,
-    e.g. for `overfit_batches`) get the deterministic items of `draw_jitter(None)`, so overfitting
-    sees fixed images.
+    `__getitems__` takes the sampler's `(index, jitter row)` items (JitterSampler, seeded by (seed,
+    JITTER, epoch)) and returns one ImagePair of float (n, C, crop_size, crop_size) in [-1, 1]. Plain
+    integer indices (a sampler Lightning put in place, e.g. for `overfit_batches`) get the
+    deterministic items of `draw_jitter(None)`, so overfitting sees fixed images.
     """
+
+    jitter_purpose = seeding.JITTER
 
     def __init__(self, a: Tensor, b: Tensor, crop_size: int, flip: bool) -> None:
         self.source, self.target, self.crop_size, self.flip = a, b, crop_size, flip
@@ -84,10 +70,7 @@ class JitteredDataset(Dataset):
         return to_signed_unit(crop(images, index, top, left, flip, self.crop_size))
 
     def __getitems__(self, items: list) -> ImagePair:
-        if isinstance(items[0], int):
-            index = torch.tensor(items)
-            return self.batch(index, self.draw_jitter(None)[index])
-        return self.batch(torch.tensor([index for index, _ in items]), torch.tensor([row for _, row in items]))
+        return self.batch(*jitter_items(self, items))
 
     def __getitem__(self, item) -> ImagePair:
         a, b = self.__getitems__([item])
@@ -164,7 +147,7 @@ class FixedPairs(Dataset):
         return ImagePair(a[0], b[0])
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(BaseDataModule):
     """Mechanics of the translation datamodules; subclasses find the files and build the splits.
 
     Images are decoded once into memory as uint8, resized to `load_size` x `load_size` (bilinear,
@@ -219,6 +202,13 @@ class TranslationDataModule(L.LightningDataModule):
     def num_classes(self) -> int | None:
         return None
 
+    def domain_sizes(self, split: str) -> tuple[int, int]:
+        """(source images, target images) of split; item i of evaluation_batches pairs source[i % n_source]
+        with target[i % n_target] (as FixedPairs does). The train split drawn with a generator pairs and
+        crops at random, as training does (CycleGAN's unaligned draws); without one it pairs by position."""
+        dataset = self._split(split)
+        return len(dataset.source), len(dataset.target)
+
     # -- files --------------------------------------------------------------------------------
     def image_files(self, folder: str, what: str) -> list[str]:
         """Sorted paths, relative to root/folder and searched recursively, of its images (hidden
@@ -264,7 +254,7 @@ class TranslationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"
-        return shuffled_train_loader(self, self.train_set, JitterSampler)
+        return shuffled_train_loader(self, self.train_set)
 
     def predict_dataloader(self) -> DataLoader:
         """Every source image of the test split (center crops), for `predict` to translate."""

@@ -27,6 +27,11 @@ class UnpairedDataModule(TranslationDataModule):
     """
 
     layout = "trainA/, trainB/, testA/ and testB/ folders of images of the two domains"
+    split_settings = {
+        "train": "data.train_split (the name of a split's folders, without A/B)",
+        "val": "data.test_split (validation serves the test split)",
+        "test": "data.test_split (the name of a split's folders, without A/B)",
+    }
 
     def __init__(
         self,
