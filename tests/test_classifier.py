@@ -11,7 +11,6 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.testing import assert_close
-from torchmetrics.image import FrechetInceptionDistance, InceptionScore
 
 from lightning_dgm.callbacks import ClassMetrics, SampleMetrics
 from lightning_dgm.datamodules import DigitsDataModule
@@ -19,6 +18,8 @@ from lightning_dgm.metrics import (
     ClassDistribution,
     ClassifierFeatures,
     ClassifierLogits,
+    FrechetDistance,
+    InceptionScore,
     class_coverage,
     conditional_accuracy,
     fingerprint,
@@ -108,6 +109,10 @@ def trained(tmp_path_factory):
     fit = trainer(root, [ModelCheckpoint(dirpath=root, save_last=True)], epochs=8, limit_val_batches=0)
     fit.fit(model, datamodule=digits())
     accuracy = fit.test(model, datamodule=fit.datamodule, verbose=False)[0]["test/acc"]
+    # A checkpoint names its system class as CLI runs' do (`_class_path`): load_classifier imports it by that.
+    checkpoint = torch.load(root / "last.ckpt", weights_only=False)
+    checkpoint["hyper_parameters"]["_class_path"] = "lightning_dgm.models.Classifier"
+    torch.save(checkpoint, root / "last.ckpt")
     return SimpleNamespace(checkpoint=root / "last.ckpt", model=model.eval(), accuracy=accuracy)
 
 
@@ -190,10 +195,9 @@ def test_classifier_fid_and_is_of_real_digits_through_sample_metrics(trained, tm
     metrics = SampleMetrics(
         ClassifierFeatures(str(trained.checkpoint)),
         classifier=ClassifierLogits(str(trained.checkpoint)),
-        metrics=[FrechetInceptionDistance, InceptionScore],
+        metrics=[FrechetDistance(), InceptionScore(splits=5)],
         num_samples=1347,
         batch_size=500,
-        is_splits=5,
         cache_dir=str(tmp_path / "cache"),
     )
 

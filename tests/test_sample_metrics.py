@@ -3,7 +3,6 @@
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -13,11 +12,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.testing import assert_close
-from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 
-from lightning_dgm.callbacks import SampleMetrics, generated_samples
+from lightning_dgm.callbacks import RealFeatureCache, SampleMetrics, generated_samples
 from lightning_dgm.datamodules import DigitsDataModule, MNISTDataModule
-from lightning_dgm.metrics import INCEPTION_FILE, INCEPTION_URL, ImageFeatures, InceptionFeatures
+from lightning_dgm.metrics import (
+    INCEPTION_FILE,
+    INCEPTION_URL,
+    FrechetDistance,
+    ImageFeatures,
+    InceptionFeatures,
+    InceptionScore,
+    KernelDistance,
+)
 from lightning_dgm.metrics.features import INCEPTION_FILE_PYTORCH_FID
 from lightning_dgm.types import signed_unit_to_uint8, to_signed_unit
 from tests.helpers import PYTHON, REPO, SamplerSystem, subprocess_env, write_mnist
@@ -109,9 +115,8 @@ def callback(cache_dir, **kwargs):
     settings = dict(
         feature=ImageFeatures(RandomProjection(), num_features=16),
         classifier=ImageFeatures(ConstantLogits(), num_features=3),
+        metrics=[FrechetDistance(), KernelDistance(subsets=20, subset_size=500), InceptionScore()],
         num_samples=NUM_TRAIN,
-        kid_subset_size=500,
-        kid_subsets=20,
         batch_size=500,
         cache_dir=str(cache_dir),
     )
@@ -259,7 +264,7 @@ def test_fid_kid_is_properties_and_the_real_features_cache(tmp_path):
 
 
 def test_test_stage_scores_against_the_test_split(tmp_path):
-    metrics = callback(tmp_path / "cache", metrics=[FrechetInceptionDistance], classifier=None, num_real_samples=250)
+    metrics = callback(tmp_path / "cache", metrics=[FrechetDistance()], classifier=None, num_real_samples=250)
     _, values = fit(tmp_path, ReplaySystem(0.0), metrics, test=True)
     assert metrics.feature.network.images_seen == 2 * (250 + NUM_TRAIN)  # train then test real features
     assert values["val/fid"] > 0 and values["test/fid"] > 0 and "val/kid_mean" not in values
@@ -267,16 +272,16 @@ def test_test_stage_scores_against_the_test_split(tmp_path):
 
 
 def test_cache_key_follows_data_and_extractor_but_not_loader_settings(tmp_path, monkeypatch):
-    def path(datamodule, seed=0):
-        datamodule.setup("fit")
-        metrics = callback(tmp_path, feature=ImageFeatures(RandomProjection(seed=seed), num_features=16))
-        return metrics.cache_path(metrics.cache_key(SimpleNamespace(datamodule=datamodule), "train"))
+    def path(datamodule, seed=0, count=100):
+        cache = RealFeatureCache(ImageFeatures(RandomProjection(seed=seed), num_features=16), tmp_path, 50, 0)
+        return cache.path(cache.key(datamodule, "train", count))
 
     base = path(digits())
     assert path(DigitsDataModule(image_size=8, val_size=150, test_size=300, batch_size=7, num_workers=1)) == base
     assert path(digits(), seed=1) != base
     assert path(DigitsDataModule(image_size=8, val_size=150, test_size=300, seed=1)) != base
     assert path(DigitsDataModule(image_size=9, val_size=150, test_size=300)) != base
+    assert path(digits(), count=99) != base
 
     # A relative data_dir is keyed by the folder it names, not by its spelling.
     for project in ("a", "b"):
@@ -291,7 +296,7 @@ def test_cache_key_follows_data_and_extractor_but_not_loader_settings(tmp_path, 
 def test_conditional_systems_get_balanced_labels_in_eval_mode_without_grad(tmp_path):
     system = ConditionalReplay()
     metrics = callback(
-        tmp_path / "cache", metrics=[FrechetInceptionDistance], classifier=None, num_samples=1005, batch_size=400
+        tmp_path / "cache", metrics=[FrechetDistance()], classifier=None, num_samples=1005, batch_size=400
     )
     _, values = fit(tmp_path, system, metrics)
     labels = torch.cat([labels for labels, _, _ in system.calls])
@@ -315,16 +320,21 @@ def test_generated_samples_split_the_indices_over_ranks():
 def test_settings_are_checked_up_front(tmp_path):
     feature = ImageFeatures(RandomProjection(), num_features=16)
     with pytest.raises(ValueError, match="InceptionScore needs class logits"):
-        SampleMetrics(feature, metrics=[InceptionScore])
+        SampleMetrics(feature, metrics=[InceptionScore()])
     with pytest.raises(ValueError, match="supports"):
-        SampleMetrics(feature, metrics=[torch.nn.Linear])
+        SampleMetrics(feature, metrics=[torch.nn.Linear(2, 2)])
+    with pytest.raises(ValueError, match="pass an instance"):
+        SampleMetrics(feature, metrics=[FrechetDistance])
     with pytest.raises(ValueError, match="num_features"):
-        SampleMetrics(RandomProjection(), metrics=[FrechetInceptionDistance])
-    with pytest.raises(ValueError, match="kid_subset_size"):
-        SampleMetrics(feature, metrics=[KernelInceptionDistance], num_samples=100)
-    with pytest.raises(ValueError, match="FID and KID need image features"):
-        SampleMetrics(classifier=feature, metrics=[FrechetInceptionDistance, InceptionScore])
-    assert SampleMetrics(classifier=feature, metrics=[InceptionScore]).feature is None  # IS alone needs no real data
+        SampleMetrics(RandomProjection(), metrics=[FrechetDistance()])
+    with pytest.raises(ValueError, match="subset_size=1000 images, more than num_samples=100"):
+        SampleMetrics(feature, metrics=[KernelDistance()], num_samples=100)
+    with pytest.raises(ValueError, match="FrechetDistance needs image features"):
+        SampleMetrics(classifier=feature, metrics=[FrechetDistance(), InceptionScore()])
+    with pytest.raises(ValueError, match="no two that log the same name"):
+        SampleMetrics(feature, metrics=[KernelDistance(subset_size=10), KernelDistance(subset_size=20)])
+    only_is = SampleMetrics(classifier=feature, metrics=[InceptionScore()])
+    assert only_is.feature is None and only_is.cache is None  # IS alone needs no real data
 
 
 # -- the callback under DDP, through the CLI ----------------------------------------------------
@@ -348,10 +358,16 @@ def test_ddp_two_processes_log_identical_values_and_cache_all_real_features(tmp_
         "init_args": {
             "feature": extractor(16),
             "classifier": extractor(10),
+            "metrics": [
+                {"class_path": "lightning_dgm.metrics.FrechetDistance"},
+                {
+                    "class_path": "lightning_dgm.metrics.KernelDistance",
+                    "init_args": {"subsets": 10, "subset_size": 100},
+                },
+                {"class_path": "lightning_dgm.metrics.InceptionScore"},
+            ],
             "num_samples": 301,  # shares of 151 and 150
             "batch_size": 75,
-            "kid_subset_size": 100,
-            "kid_subsets": 10,
             "cache_dir": str(cache),
         },
     }

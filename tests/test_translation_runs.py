@@ -11,7 +11,7 @@ from torch.testing import assert_close
 
 from lightning_dgm.callbacks import TranslationMetrics
 from lightning_dgm.datamodules import UnpairedDataModule
-from lightning_dgm.metrics import ImageFeatures
+from lightning_dgm.metrics import FrechetDistance, ImageFeatures, KernelDistance
 from lightning_dgm.models import TranslationSystem
 from lightning_dgm.types import to_signed_unit
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_domain, write_side_by_side
@@ -104,7 +104,8 @@ class Shift(TranslationSystem):
 def translation_scores(root, shift, cache_dir, **settings):
     """validate(Shift(shift)) with TranslationMetrics on an 8-d random projection: (values, images projected)."""
     projection = RandomProjection(in_features=3 * 8 * 8, out_features=8)
-    settings = {"kid_subset_size": 5, "kid_subsets": 10, "batch_size": 4, "cache_dir": str(cache_dir)} | settings
+    kid = KernelDistance(subsets=10, subset_size=settings.pop("subset_size", 5))
+    settings = {"metrics": [FrechetDistance(), kid], "batch_size": 4, "cache_dir": str(cache_dir)} | settings
     metrics = TranslationMetrics(ImageFeatures(projection, num_features=8), **settings)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[metrics])
     trainer.validate(Shift(shift), datamodule=UnpairedDataModule(str(root), load_size=8, crop_size=8), verbose=False)
@@ -128,8 +129,10 @@ def test_translation_metrics_score_each_image_of_both_domains_once(tmp_path):
     assert seen == 6 + 9  # 6 translations, 9 target images (the split's items wrap the smaller domain)
     _, seen = translation_scores(tmp_path, 0.0, tmp_path / "cache")
     assert seen == 6  # the target features come from the cache
-    with pytest.raises(ValueError, match="kid_subset_size=50.*6 source images"):
-        translation_scores(tmp_path, 0.0, tmp_path / "cache", kid_subset_size=50)
+    with pytest.raises(
+        ValueError, match="subset_size=50 images, more than the translations of the val split's 6 source"
+    ):
+        translation_scores(tmp_path, 0.0, tmp_path / "cache", subset_size=50)
 
 
 def test_cyclegan_ddp_two_processes_keep_identical_weights_and_metrics(tmp_path):
@@ -148,8 +151,10 @@ def test_cyclegan_ddp_two_processes_keep_identical_weights_and_metrics(tmp_path)
         "class_path": "lightning_dgm.callbacks.TranslationMetrics",
         "init_args": {
             "feature": feature,
-            "kid_subset_size": 3,
-            "kid_subsets": 5,
+            "metrics": [
+                {"class_path": "lightning_dgm.metrics.FrechetDistance"},
+                {"class_path": "lightning_dgm.metrics.KernelDistance", "init_args": {"subsets": 5, "subset_size": 3}},
+            ],
             "batch_size": 2,
             "cache_dir": str(tmp_path / "c"),
         },

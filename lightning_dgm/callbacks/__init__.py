@@ -1,6 +1,7 @@
 """Callbacks: everything a run writes besides checkpoints (sample grids, predictions, ...)."""
 
 from lightning_dgm.callbacks.class_metrics import ClassMetrics
+from lightning_dgm.callbacks.distribution_metrics import DistributionMetrics
 from lightning_dgm.callbacks.images import image_grid, log_image, write_grid
 from lightning_dgm.callbacks.latents import (
     LatentClassifier,
@@ -10,26 +11,33 @@ from lightning_dgm.callbacks.latents import (
     manifold_latents,
 )
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
+from lightning_dgm.callbacks.real_features import RealFeatureCache
 from lightning_dgm.callbacks.sample_grid import SampleGrid
-from lightning_dgm.callbacks.sample_metrics import SampleMetrics, generated_samples
+from lightning_dgm.callbacks.sample_metrics import SampleMetrics
 from lightning_dgm.callbacks.sample_writer import SampleRequestDataset, SampleWriter
+from lightning_dgm.callbacks.sources import ImageSource, SampledImages, Translations, generated_samples
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
 __all__ = [
     "ClassMetrics",
+    "DistributionMetrics",
+    "ImageSource",
     "LatentClassifier",
     "LatentInterpolation",
     "LatentManifold",
     "ModeCoverageMonitor",
     "PointsPlot",
+    "RealFeatureCache",
     "Reconstructions",
+    "SampledImages",
     "SampleGrid",
     "SampleMetrics",
     "SampleRequestDataset",
     "SampleWriter",
     "TranslationGrid",
     "TranslationMetrics",
+    "Translations",
     "generated_samples",
     "image_grid",
     "log_image",

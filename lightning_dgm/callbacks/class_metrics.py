@@ -10,7 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from lightning_dgm.callbacks.images import epoch_due
-from lightning_dgm.callbacks.sample_metrics import generated_samples
+from lightning_dgm.callbacks.sources import generated_samples
 from lightning_dgm.metrics.classes import ClassDistribution, load_classifier
 
 

@@ -1,4 +1,6 @@
-"""Metrics: pure cores and torchmetrics wrappers, kept out of LightningModules (see callbacks)."""
+"""Metrics: pure cores (`distances`, `classes`, `modes`), the sample-quality metric classes that
+`SampleMetrics` takes (`scores`), their streamed state (`generated`) and the feature extractors;
+kept out of LightningModules (see callbacks). Nothing here imports `lightning_dgm.models`."""
 
 from lightning_dgm.metrics.classes import (
     ClassCoverage,
@@ -9,17 +11,59 @@ from lightning_dgm.metrics.classes import (
     conditional_accuracy,
     load_classifier,
 )
+from lightning_dgm.metrics.distances import (
+    GaussianStatistics,
+    MeanStd,
+    feature_sums,
+    frechet_distance,
+    gaussian_statistics,
+    inception_score,
+    kernel_inception_distance,
+    polynomial_kernel,
+    statistics_from_sums,
+    unbiased_mmd,
+)
 from lightning_dgm.metrics.features import (
     INCEPTION_FILE,
     INCEPTION_URL,
+    FeaturesAndLogits,
     ImageFeatures,
     InceptionFeatures,
     fingerprint,
     inception_weights_path,
+    shares_forward,
 )
+from lightning_dgm.metrics.generated import GeneratedSet
 from lightning_dgm.metrics.modes import Coverage, ModeCounts, ModeCoverage, count_modes, mode_coverage
+from lightning_dgm.metrics.scores import (
+    FrechetDistance,
+    InceptionScore,
+    Input,
+    KernelDistance,
+    MetricInputs,
+    SampleMetric,
+)
 
 __all__ = [
+    "FeaturesAndLogits",
+    "FrechetDistance",
+    "GaussianStatistics",
+    "GeneratedSet",
+    "InceptionScore",
+    "Input",
+    "KernelDistance",
+    "MeanStd",
+    "MetricInputs",
+    "SampleMetric",
+    "feature_sums",
+    "frechet_distance",
+    "gaussian_statistics",
+    "inception_score",
+    "kernel_inception_distance",
+    "polynomial_kernel",
+    "shares_forward",
+    "statistics_from_sums",
+    "unbiased_mmd",
     "ClassCoverage",
     "ClassDistribution",
     "ClassifierFeatures",

@@ -1,4 +1,5 @@
-"""Metrics read through the framework's own classifier (`lightning_dgm.models.Classifier`).
+"""Metrics read through the framework's own classifier (a `Classifier` checkpoint of
+`fit --config configs/classifier_<data>.yaml`, loaded by the class path it records).
 
 * **Class coverage** of generated samples: how many classes the classifier finds among them, and
   the share of the largest class (1 / num_classes for a perfectly balanced generator, 1 for total
@@ -30,7 +31,6 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from lightning_dgm.metrics.features import ImageFeatures
-from lightning_dgm.models.classifier import Classifier
 
 _TRAIN_ONE = (
     "train one with `python -m lightning_dgm fit --config configs/classifier_mnist.yaml` (or "
@@ -128,8 +128,17 @@ class ClassDistribution(Metric):
 
 
 # -- the trained classifier as a measuring instrument ------------------------------------------
-def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Classifier:
-    """A `Classifier` from a Lightning checkpoint, in eval mode with gradients off. Raises
+#: What a loaded classifier system must have: the metrics read these.
+_NEEDED = ("network", "num_classes", "num_features", "image_shape")
+
+
+def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """A classifier system from a Lightning checkpoint, in eval mode with gradients off.
+
+    The class is the one the checkpoint names (`_class_path` in its hyperparameters, written by
+    LightningCLI runs such as `fit --config configs/classifier_mnist.yaml`), imported and rebuilt by
+    its `load_from_checkpoint`; it must have a `network` with `features(x)`, an int `num_classes`,
+    `num_features` and `image_shape` (as `lightning_dgm.models.Classifier` does). Raises
     FileNotFoundError for a missing file and ValueError for a checkpoint of another system."""
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
@@ -138,32 +147,41 @@ def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torc
     # weights_only=False: a checkpoint's hyperparameters rebuild the network from class paths (CLI runs)
     # or pickled modules (Python runs). Load only checkpoints you trust, as with any pickle.
     checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    holds = _system_in(checkpoint)
-    if holds != "Classifier":
-        raise ValueError(f"{path} is not a Classifier checkpoint (it holds {holds}); {_TRAIN_ONE}")
+    system_class, holds, note = _system_class(checkpoint)
+    if system_class is None:
+        raise ValueError(f"{path} is not a Classifier checkpoint (it holds {holds}){note}; {_TRAIN_ONE}")
     with warnings.catch_warnings():  # rebuilding the injected network is what loading is for
         warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
-        model = Classifier.load_from_checkpoint(io.BytesIO(data), map_location=map_location, weights_only=False)
+        model = system_class.load_from_checkpoint(io.BytesIO(data), map_location=map_location, weights_only=False)
+    lacking = [name for name in _NEEDED if not hasattr(model, name)]
+    if not lacking and not callable(getattr(model.network, "features", None)):
+        lacking = ["network.features"]
+    if lacking or not isinstance(model.num_classes, int):
+        raise ValueError(
+            f"{path} is not a Classifier checkpoint (it holds {holds}, which has no int num_classes or no "
+            f"{', '.join(lacking) or 'num_classes'}); {_TRAIN_ONE}"
+        )
     return model.eval().requires_grad_(False)
 
 
-def _system_in(checkpoint: object) -> str:
-    """ "Classifier" when the checkpoint is one, else a description of what it holds."""
+def _system_class(checkpoint: object) -> tuple[type | None, str, str]:
+    """(the system class the checkpoint names, or None; what it holds; a note on why it is not loaded)."""
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        return f"a {type(checkpoint).__name__}, not a Lightning checkpoint"
+        return None, f"a {type(checkpoint).__name__}, not a Lightning checkpoint", ""
     hparams = checkpoint.get("hyper_parameters") or {}
-    class_path = hparams.get("_class_path")  # written by LightningCLI runs
-    if class_path is not None:
-        module, _, name = class_path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
-            return f"{class_path}, which cannot be imported"
-        return "Classifier" if isinstance(cls, type) and issubclass(cls, Classifier) else class_path
-    keys = list(checkpoint["state_dict"])
-    if "network" in hparams and keys and all(k.startswith("network.") for k in keys):
-        return "Classifier"
-    return f"a system with weights {sorted({k.split('.')[0] for k in keys})}"
+    class_path = hparams.get("_class_path")
+    if not isinstance(class_path, str):
+        weights = sorted({k.split(".")[0] for k in checkpoint["state_dict"]})
+        note = ", and names no class (`_class_path`, which `python -m lightning_dgm fit` records)"
+        return None, f"a system with weights {weights}", note
+    module, _, name = class_path.rpartition(".")
+    try:
+        system_class = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None, class_path, ", which cannot be imported"
+    if not (isinstance(system_class, type) and hasattr(system_class, "load_from_checkpoint")):
+        return None, class_path, ", not a LightningModule"
+    return system_class, class_path, ""
 
 
 class _Penultimate(nn.Module):
@@ -202,7 +220,7 @@ class ClassifierFeatures(ImageFeatures):
         return _Penultimate(network)
 
     @staticmethod
-    def _width(classifier: Classifier) -> int:
+    def _width(classifier: nn.Module) -> int:
         return classifier.num_features
 
     def forward(self, images: Tensor) -> Tensor:
@@ -233,5 +251,5 @@ class ClassifierLogits(ClassifierFeatures):
         return network
 
     @staticmethod
-    def _width(classifier: Classifier) -> int:
+    def _width(classifier: nn.Module) -> int:
         return classifier.num_classes

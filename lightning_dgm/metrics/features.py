@@ -1,4 +1,4 @@
-"""Feature extractors for torchmetrics' FID, KID and IS (their `feature=` argument).
+"""Feature extractors for FID, KID and IS (`SampleMetrics`' `feature=` and `classifier=`).
 
 The contract is torchmetrics' own for a custom extractor: an `nn.Module` with an int attribute
 `num_features`, taking images (N, C, H, W) either as uint8 in [0, 255] (torchmetrics'
@@ -10,6 +10,8 @@ of any size; each repeats grey to RGB and resizes only where its network needs i
   torch-fidelity and pytorch-fid), read only from a local weights file: published FID / KID / IS
   numbers are in its feature space.
 * `ImageFeatures`: any network taking images in [-1, 1] (a domain classifier, a small test net).
+* `FeaturesAndLogits`: a callback's feature extractor and classifier as one module, running one
+  Inception forward per batch when both are the same Inception.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class InceptionFeatures(nn.Module):
         if not _TORCH_FIDELITY_AVAILABLE:
             raise ModuleNotFoundError("InceptionFeatures needs torch-fidelity: pip install torch-fidelity")
         self.feature, self.antialias, self.weights_file = feature, antialias, path.name
+        self.weights_path = path.resolve()  # not in extra_repr: the cache key hashes the weights, wherever they lie
         self.num_features = INCEPTION_OUTPUTS[feature]
         self.network = NoTrainInceptionV3(
             name="inception-v3-compat",
@@ -115,6 +118,19 @@ class InceptionFeatures(nn.Module):
 
     def extra_repr(self) -> str:
         return f"feature={self.feature!r}, antialias={self.antialias}, weights={self.weights_file}"
+
+    def logits_from_pool(self, pool: Tensor) -> Tensor:
+        """This extractor's output (`feature` "logits_unbiased" or "logits") from the 2048 pool features of
+        the same images, by the network's last layer exactly as its own forward applies it: so the pool
+        features of one forward serve FID / KID and IS alike (see `FeaturesAndLogits`)."""
+        fc = self.network.fc
+        if self.feature == "logits_unbiased":
+            return pool.mm(fc.weight.T).float()
+        if self.feature == "logits":
+            return fc(pool).float()
+        raise ValueError(
+            f"logits_from_pool is for feature 'logits_unbiased' or 'logits', this one gives {self.feature!r}"
+        )
 
 
 class ImageFeatures(nn.Module):
@@ -188,3 +204,44 @@ def fingerprint(module: nn.Module) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def shares_forward(feature: nn.Module | None, classifier: nn.Module | None) -> bool:
+    """Whether one Inception forward serves both: `feature` gives the 2048 pool features and
+    `classifier` logits of the same network (same weights file, same resize)."""
+    return (
+        isinstance(feature, InceptionFeatures)
+        and isinstance(classifier, InceptionFeatures)
+        and feature.feature == 2048
+        and classifier.feature in ("logits_unbiased", "logits")
+        and feature.weights_path == classifier.weights_path
+        and feature.antialias == classifier.antialias
+    )
+
+
+class FeaturesAndLogits(nn.Module):
+    """A metrics callback's two extractors as one: images -> (features, logits), each None when not
+    asked for or when its extractor is None. When both are the same Inception (`shares_forward`), one
+    forward gives both: the pool features, and the logits from them (`logits_from_pool`), equal to
+    what the classifier alone gives.
+
+    Args:
+        feature: extractor of features for FID / KID (uint8 images in, (N, num_features) out), or None.
+        classifier: extractor of class logits for IS, or None.
+    """
+
+    def __init__(self, feature: nn.Module | None, classifier: nn.Module | None) -> None:
+        super().__init__()
+        self.feature, self.classifier = feature, classifier
+        self.shared = shares_forward(feature, classifier)
+
+    def forward(
+        self, images: Tensor, features: bool = True, logits: bool = True
+    ) -> tuple[Tensor | None, Tensor | None]:
+        want_features = features and self.feature is not None
+        want_logits = logits and self.classifier is not None
+        pooled = self.feature(images) if want_features or (want_logits and self.shared) else None
+        if not want_logits:
+            return (pooled if want_features else None), None
+        scores = self.classifier.logits_from_pool(pooled) if self.shared else self.classifier(images)
+        return (pooled if want_features else None), scores
