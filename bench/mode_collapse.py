@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RING = ["--data=lightning_dgm.datamodules.GaussianRingDataModule"]
+RING = ["--data.layout=lightning_dgm.datamodules.Ring"]
 
 #: (data, model, config, extra arguments)
 RUNS = [

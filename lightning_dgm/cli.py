@@ -151,7 +151,9 @@ class LightningDGMCLI(LightningCLI):
             self.trainer.predict(model, datamodule=datamodule, **kwargs)
             rank_zero_info(f"Translations of the test split written to {writer.directory(self.trainer)}")
             return
-        loader = writer.dataloader(num_classes=getattr(datamodule, "num_classes", None))
+        loader = writer.dataloader(
+            getattr(datamodule, "num_classes", None), rank=self.trainer.global_rank, world_size=self.trainer.world_size
+        )
         self.trainer.predict(model, dataloaders=loader, **kwargs)
         rank_zero_info(f"Samples written to {writer.directory(self.trainer)}")
 

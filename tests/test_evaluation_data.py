@@ -12,10 +12,11 @@ from lightning_dgm.datamodules import (
     CIFAR10DataModule,
     CSVPointDataModule,
     DigitsDataModule,
-    GaussianGridDataModule,
-    GaussianRingDataModule,
+    GaussianMixtureDataModule,
+    Grid,
     ImageFolderDataModule,
     MNISTDataModule,
+    Ring,
     SideBySideDataModule,
     SVHNDataModule,
     UnpairedDataModule,
@@ -55,8 +56,8 @@ def write_folder(root) -> None:
         (ImageFolderDataModule, {"train_dir": "images", "image_size": 8, "channels": 1, "test_size": 2}),
         (SideBySideDataModule, {"root": "facades", "direction": "BtoA", "load_size": 300, "val_split": None}),
         (UnpairedDataModule, {"root": "horse2zebra", "crop_size": 4, "load_size": 5, "test_split": "val"}),
-        (GaussianGridDataModule, {"grid_size": 3, "std": 0.1, "num_val": 10, "seed": 7}),
-        (GaussianRingDataModule, {"num_modes": 4, "radius": 1.5}),
+        (GaussianMixtureDataModule, {"layout": Grid(size=3), "std": 0.1, "num_val": 10, "seed": 7}),
+        (GaussianMixtureDataModule, {"layout": Ring(num_modes=4, radius=1.5)}),
         (CSVPointDataModule, {"path": "points.csv", "num_val": 5}),
     ],
 )
@@ -126,7 +127,7 @@ def test_binarized_training_images_draw_from_the_generator(mnist_root):
 
 
 def test_points_are_served_as_stored():
-    dm = GaussianRingDataModule(num_train=300, num_val=40, num_test=30)
+    dm = GaussianMixtureDataModule(num_train=300, num_val=40, num_test=30)
     assert [dm.split_size(split) for split in ("train", "val", "test")] == [300, 40, 30]
     points, labels = cat(dm.evaluation_batches("train", batch_size=128))
     assert points.shape == (300, 2) and torch.equal(points, dm.train_set.points)

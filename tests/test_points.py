@@ -1,13 +1,14 @@
 """2-D data, the PacGAN discriminator, the mode-coverage metric and the point callbacks."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
 from torch.testing import assert_close
 
 from lightning_dgm import seeding
-from lightning_dgm.datamodules import CSVPointDataModule, GaussianGridDataModule, GaussianRingDataModule
+from lightning_dgm.datamodules import CSVPointDataModule, GaussianMixtureDataModule, Grid, Ring
 from lightning_dgm.metrics import ModeCounts, ModeCoverage, count_modes, mode_coverage
 from lightning_dgm.nets import PointDiscriminator, PointGenerator
 from tests.helpers import REPO, run_cli
@@ -24,21 +25,25 @@ FAST = [
 
 # -- data -------------------------------------------------------------------------------------
 def test_ring_and_grid_modes_are_the_standard_ones():
-    ring = GaussianRingDataModule().modes
+    ring = GaussianMixtureDataModule().modes
     assert ring.shape == (8, 2)
     assert_close(
         ring[[0, 2, 4, 6]], torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0], [0.0, -2.0]]), atol=1e-6, rtol=0
     )
     assert_close(ring.norm(dim=1), torch.full((8,), 2.0))
-    grid = GaussianGridDataModule().modes
+    grid = GaussianMixtureDataModule(Grid()).modes
     assert grid.shape == (25, 2)
     assert sorted(set(grid[:, 0].tolist())) == sorted(set(grid[:, 1].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
     assert len({tuple(p) for p in grid.tolist()}) == 25
-    assert GaussianRingDataModule(num_modes=5, radius=3.0).modes.norm(dim=1).allclose(torch.tensor(3.0))
-    assert GaussianGridDataModule(grid_size=3, spacing=1.0).modes.abs().max() == 1.0
+    assert GaussianMixtureDataModule(Ring(num_modes=5, radius=3.0)).modes.norm(dim=1).allclose(torch.tensor(3.0))
+    assert GaussianMixtureDataModule(Grid(size=3, spacing=1.0)).modes.abs().max() == 1.0
 
 
-@pytest.mark.parametrize("make", [GaussianRingDataModule, GaussianGridDataModule])
+@pytest.mark.parametrize(
+    "make",
+    [partial(GaussianMixtureDataModule, Ring()), partial(GaussianMixtureDataModule, Grid())],
+    ids=["ring", "grid"],
+)
 def test_mixture_points_sit_on_their_modes_with_the_given_std(make):
     data = make(num_train=20_000, std=0.05, seed=3)
     data.setup("fit")
@@ -59,7 +64,7 @@ def test_each_split_is_drawn_by_the_seeding_rule_whatever_the_global_rng():
     splits = {}
     for global_seed in (0, 1):
         torch.manual_seed(global_seed)
-        data = GaussianGridDataModule(num_train=300, num_val=50, num_test=40, seed=4)
+        data = GaussianMixtureDataModule(Grid(), num_train=300, num_val=50, num_test=40, seed=4)
         data.setup("fit")
         splits[global_seed] = {split: getattr(data, f"{split}_set") for split in ("train", "val", "test")}
     for split, n in (("train", 300), ("val", 50), ("test", 40)):

@@ -15,7 +15,13 @@ from lightning_dgm.callbacks.real_features import RealFeatureCache
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics
 from lightning_dgm.callbacks.sample_writer import SampleRequestDataset, SampleWriter
-from lightning_dgm.callbacks.sources import ImageSource, SampledImages, Translations, generated_samples
+from lightning_dgm.callbacks.sources import (
+    ImageSource,
+    SampledImages,
+    Translations,
+    generated_samples,
+    this_ranks_samples,
+)
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
@@ -42,5 +48,6 @@ __all__ = [
     "image_grid",
     "log_image",
     "manifold_latents",
+    "this_ranks_samples",
     "write_grid",
 ]

@@ -10,7 +10,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from lightning_dgm.callbacks.images import epoch_due
-from lightning_dgm.callbacks.sources import generated_samples
+from lightning_dgm.callbacks.sources import this_ranks_samples
 from lightning_dgm.metrics.classes import ClassDistribution, load_classifier
 
 
@@ -94,15 +94,7 @@ class ClassMetrics(L.Callback):
         """Classify this process's share of samples; every rank returns the totals over all ranks."""
         self.classifier.to(pl_module.device)
         self.metric.to(pl_module.device).reset()
-        batches = generated_samples(
-            pl_module,
-            self.num_samples,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
-        for batch in batches:
+        for batch in this_ranks_samples(trainer, pl_module, self.num_samples, self.batch_size, self.seed):
             self._check_shape(batch.image.shape[1:], "the model samples images of shape")
             self.metric.update(self.classifier(batch.image.float()).argmax(dim=1), batch.label)
         return self.metric.compute()  # a collective under DDP: every rank gets here

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure
-from lightning_dgm.callbacks.sample_metrics import generated_samples
+from lightning_dgm.callbacks.sources import this_ranks_samples
 from lightning_dgm.metrics.modes import ModeCoverage
 
 
@@ -20,8 +20,8 @@ def _datamodule_modes(trainer: L.Trainer, who: str):
     modes = getattr(datamodule, "modes", None)
     if modes is None or getattr(datamodule, "std", None) is None:
         raise ValueError(
-            f"{who} needs data with known modes and std (GaussianRingDataModule, "
-            f"GaussianGridDataModule); {type(datamodule).__name__} has none"
+            f"{who} needs data with known modes and std (GaussianMixtureDataModule, with a Ring or Grid "
+            f"layout); {type(datamodule).__name__} has none"
         )
     return modes, datamodule.std
 
@@ -56,15 +56,7 @@ class ModeCoverageMonitor(L.Callback):
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         """Score this process's share of the samples and return the totals over all processes."""
         self.metric.to(pl_module.device).reset()
-        batches = generated_samples(
-            pl_module,
-            self.num_samples,
-            batch_size=self.num_samples,
-            seed=self.seed,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
-        for batch in batches:
+        for batch in this_ranks_samples(trainer, pl_module, self.num_samples, self.num_samples, self.seed):
             self.metric.update(batch.image.reshape(len(batch.image), -1))
         return self.metric.compute()  # a collective under DDP: every rank gets here
 
@@ -108,7 +100,7 @@ class PointsPlot(L.Callback):
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "evaluation_batches"):
             raise ValueError(
-                f"PointsPlot draws the training points of a point datamodule (GaussianRingDataModule, "
+                f"PointsPlot draws the training points of a point datamodule (GaussianMixtureDataModule, "
                 f"CSVPointDataModule, ...); {type(datamodule).__name__} has no evaluation_batches()"
             )
         # 2-D points are small (100,000 are 800 kB): read them in few, large batches.

@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.utils import save_image
 
 from lightning_dgm.types import SampleRequest, Samples
@@ -31,13 +31,34 @@ class SampleRequestDataset(Dataset):
         )
 
 
+class WholeBatches(DistributedSampler):
+    """Deals out whole batches of `batch_size` consecutive indices, batch b to rank b % world_size, so
+    every batch is the one a single process would make. A batch is drawn with a generator seeded by
+    its first request, so the samples are the same whatever the number of processes. Being a
+    DistributedSampler, Lightning keeps it instead of injecting its own."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.batch_size = batch_size
+        starts = range(rank * batch_size, len(dataset), num_replicas * batch_size)
+        self.indices = [i for start in starts for i in range(start, min(start + batch_size, len(dataset)))]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class SampleWriter(BasePredictionWriter):
     """Writes `<output_dir>/00000.png ...` and `<output_dir>/samples.pt`.
 
     `samples.pt` holds {"images": float32 (N, C, H, W) in [-1, 1], "labels": int64 (N,)}, with
     "labels" only for conditional systems, ordered by sample number. For data that are not
     images, such as 2-D points, "images" holds the samples as drawn, (N, 2), and no PNGs are
-    written. Under DDP each rank makes its share and rank zero merges them.
+    written. Under DDP each rank makes whole batches of the single-process run (`WholeBatches`), and
+    the results travel to rank zero through the process group, which alone writes: no shared folder
+    is needed, and every file is written once, the same files as a single process writes.
 
     Args:
         num_samples: how many samples `predict` makes.
@@ -58,23 +79,22 @@ class SampleWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        self.num_samples = num_samples
-        self.output_dir = output_dir
-        self.batch_size = batch_size
-        self.seed = seed
-        self.write_png = write_png
+        self.num_samples, self.output_dir = num_samples, output_dir
+        self.batch_size, self.seed, self.write_png = batch_size, seed, write_png
         self._parts: list[Samples] = []
 
-    def dataloader(self, num_classes: int | None = None) -> DataLoader:
-        """The predict dataloader: pass it to `trainer.predict(model, dataloaders=...)`."""
-        return DataLoader(SampleRequestDataset(self.num_samples, num_classes, self.seed), batch_size=self.batch_size)
+    def dataloader(self, num_classes: int | None = None, *, rank: int = 0, world_size: int = 1) -> DataLoader:
+        """The predict dataloader of process `rank` of `world_size`: pass it to
+        `trainer.predict(model, dataloaders=...)`."""
+        dataset = SampleRequestDataset(self.num_samples, num_classes, self.seed)
+        sampler = WholeBatches(dataset, self.batch_size, world_size, rank)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
 
     def directory(self, trainer: L.Trainer) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / "predictions"
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._parts = []
-        self.directory(trainer).mkdir(parents=True, exist_ok=True)
 
     def write_on_batch_end(
         self,
@@ -86,38 +106,34 @@ class SampleWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        images = prediction.image.detach().float().cpu()
-        is_image = images.dim() == 4  # 2-D points and other vectors are neither clamped nor drawn
-        images = images.clamp(-1, 1) if is_image else images
         labels = None if prediction.label is None else prediction.label.cpu()
-        index = prediction.index.cpu()
-        self._parts.append(Samples(index, images, labels))
-        if self.write_png and is_image:
-            for i, image in zip(index.tolist(), images):
-                save_image(image, self.directory(trainer) / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+        self._parts.append(Samples(prediction.index.cpu(), prediction.image.detach().float().cpu(), labels))
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        directory = self.directory(trainer)
-        part = directory / f".samples_rank{trainer.global_rank}.pt"
-        torch.save(self._parts, part)
-        trainer.strategy.barrier()
+        parts = self._parts
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered = [None] * torch.distributed.get_world_size() if trainer.is_global_zero else None
+            torch.distributed.gather_object(parts, gathered, dst=0)
+            parts = [part for rank_parts in gathered or [] for part in rank_parts]
         if trainer.is_global_zero:
-            self._merge(directory, trainer.world_size)
-        trainer.strategy.barrier()
+            self._write(self.directory(trainer), parts)
+        self._parts = []
 
-    def _merge(self, directory: Path, world_size: int) -> None:
-        parts: list[Samples] = []
-        for rank in range(world_size):
-            path = directory / f".samples_rank{rank}.pt"
-            parts += torch.load(path, weights_only=False)
-            path.unlink()
+    def _write(self, directory: Path, parts: list[Samples]) -> None:
         index = torch.cat([p.index for p in parts])
-        # DDP samplers may pad with repeats: keep the first copy of each sample number.
+        # Keep the first copy of each sample number, should a sampler have padded with repeats.
         order = torch.argsort(index, stable=True)
         keep = torch.ones(len(index), dtype=torch.bool)
         keep[1:] = index[order][1:] != index[order][:-1]
         order = order[keep]
-        result = {"images": torch.cat([p.image for p in parts])[order]}
+        images = torch.cat([p.image for p in parts])[order]
+        is_image = images.dim() == 4  # 2-D points and other vectors are neither clamped nor drawn
+        images = images.clamp(-1, 1) if is_image else images
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.write_png and is_image:
+            for i, image in zip(index[order].tolist(), images):
+                save_image(image, directory / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+        result = {"images": images}
         if parts[0].label is not None:
             result["labels"] = torch.cat([p.label for p in parts])[order].long()
         torch.save(result, directory / "samples.pt")

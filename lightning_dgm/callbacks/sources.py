@@ -57,6 +57,20 @@ def generated_samples(
             yield Samples(index, images, labels)
 
 
+def this_ranks_samples(
+    trainer: L.Trainer, pl_module: L.LightningModule, num_samples: int, batch_size: int, seed: int
+) -> Iterator[Samples]:
+    """`generated_samples` for the process `trainer` runs in: its share of `num_samples`."""
+    return generated_samples(
+        pl_module,
+        num_samples,
+        batch_size=batch_size,
+        seed=seed,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+    )
+
+
 class ImageSource:
     """The two image sets of one evaluation of `split`. `real_field` names the field of the
     datamodule's evaluation batches that holds the real images."""
@@ -92,12 +106,8 @@ class SampledImages(ImageSource):
             raise ValueError(f"num_samples and batch_size must be at least 1, got {num_samples} and {batch_size}")
         if num_real_samples is not None and num_real_samples < 2:
             raise ValueError(f"num_real_samples must be at least 2 (None: the whole split), got {num_real_samples}")
-        self.num_samples, self.num_real_samples, self.batch_size, self.seed = (
-            num_samples,
-            num_real_samples,
-            batch_size,
-            seed,
-        )
+        self.num_samples, self.num_real_samples = num_samples, num_real_samples
+        self.batch_size, self.seed = batch_size, seed
 
     def num_real(self, datamodule: L.LightningDataModule, split: str) -> int:
         size = datamodule.split_size(split)
@@ -109,14 +119,7 @@ class SampledImages(ImageSource):
         return self.num_samples
 
     def generated(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> Iterator[Tensor]:
-        batches = generated_samples(
-            pl_module,
-            self.num_samples,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
+        batches = this_ranks_samples(trainer, pl_module, self.num_samples, self.batch_size, self.seed)
         return (batch.image for batch in batches)
 
     def describe_generated(self, split: str | None, count: int) -> str:

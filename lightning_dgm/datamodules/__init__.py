@@ -10,9 +10,11 @@ from lightning_dgm.datamodules.mnist import MNISTDataModule
 from lightning_dgm.datamodules.paired import FolderPairsDataModule, PairedDataModule, SideBySideDataModule
 from lightning_dgm.datamodules.points import (
     CSVPointDataModule,
-    GaussianGridDataModule,
-    GaussianRingDataModule,
+    GaussianMixtureDataModule,
+    Grid,
+    MixtureLayout,
     PointDataModule,
+    Ring,
 )
 from lightning_dgm.datamodules.svhn import SVHNDataModule
 from lightning_dgm.datamodules.unpaired import UnpairedDataModule
@@ -22,12 +24,14 @@ __all__ = [
     "CIFAR10DataModule",
     "CSVPointDataModule",
     "DigitsDataModule",
-    "GaussianGridDataModule",
-    "GaussianRingDataModule",
+    "GaussianMixtureDataModule",
+    "Grid",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "MixtureLayout",
     "MNISTDataModule",
     "PointDataModule",
+    "Ring",
     "SVHNDataModule",
     "TensorImageDataset",
     "FolderPairsDataModule",

@@ -150,6 +150,12 @@ class BaseDataModule(L.LightningDataModule):
         }
         self.save_hyperparameters(ignore=sorted(inherited - own))
 
+    def _set_loading(self, batch_size: int, num_workers: int, seed: int) -> None:
+        """Check and keep what the loaders and the seeded draws read: batch size, workers, seed."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
     def _split(self, split: str) -> Dataset:
         """The dataset of `split`, set up if needed; one ValueError for an unknown or absent split."""
         if split not in SPLITS:
@@ -221,12 +227,8 @@ class ImageDataModule(BaseDataModule):
 
     def __init__(self, batch_size: int = 64, val_size: int = 0, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size
+        self._set_loading(batch_size, num_workers, seed)
         self.val_size = val_size
-        self.num_workers = num_workers
-        self.seed = seed
         self.train_set: TensorImageDataset | None = None
         self.val_set: TensorImageDataset | None = None
         self.test_set: TensorImageDataset | None = None

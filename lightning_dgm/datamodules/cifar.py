@@ -30,14 +30,8 @@ class CIFAR10DataModule(DownloadedImageDataModule):
 
     dataset_name = "CIFAR-10"
     file_description = "the pickled python batches"
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (3, 32, 32)
-
-    @property
-    def num_classes(self) -> int:
-        return 10
+    image_shape = (3, 32, 32)
+    num_classes = 10
 
     @property
     def files_dir(self) -> Path:

@@ -160,13 +160,8 @@ class ImageFolderDataModule(ImageDataModule):
             )
         if archive is not None and any(Path(d).is_absolute() for d in (train_dir, test_dir) if d is not None):
             raise ValueError("with data.archive set, train_dir and test_dir are paths inside it: make them relative")
-        self.train_dir = train_dir
-        self.test_dir = test_dir
-        self.archive = archive
-        self.data_dir = data_dir
-        self.image_size = image_size
-        self.channels = channels
-        self.test_size = test_size
+        self.train_dir, self.test_dir, self.archive, self.data_dir = train_dir, test_dir, archive, data_dir
+        self.image_size, self.channels, self.test_size = image_size, channels, test_size
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

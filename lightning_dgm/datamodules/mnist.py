@@ -81,6 +81,8 @@ class MNISTDataModule(DownloadedImageDataModule):
 
     dataset_name = "MNIST"
     file_description = "the IDX files"
+    image_shape = (1, 28, 28)
+    num_classes = 10
 
     def __init__(
         self,
@@ -92,18 +94,8 @@ class MNISTDataModule(DownloadedImageDataModule):
         seed: int = 0,
         binarize: bool = False,
     ) -> None:
-        super().__init__(
-            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
-        )
+        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed)
         self.binarize = binarize
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (1, 28, 28)
-
-    @property
-    def num_classes(self) -> int:
-        return 10
 
     @property
     def files_dir(self) -> Path:

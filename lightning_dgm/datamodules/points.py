@@ -1,5 +1,5 @@
-"""2-D point data for GAN-dynamics studies: the standard Gaussian mixtures (VEEGAN, PacGAN) and
-a user's CSV of points.
+"""2-D point data for GAN-dynamics studies: the standard Gaussian mixtures (VEEGAN, PacGAN: a ring
+or a grid of modes) and a user's CSV of points.
 
 Points travel in `ImageBatch.image` as float32 (N, 2), so every system that reads `batch.image`
 trains on them unchanged; `label` is the index of the mixture component a point came from
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jsonargparse import lazy_instance
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -83,88 +84,92 @@ class PointDataModule(ImageDataModule):
                 setattr(self, f"{split}_set", PointDataset(*self.draw(split, n, generator)))
 
 
-class GaussianMixtureDataModule(PointDataModule):
-    """Equal-weight mixture of isotropic Gaussians around `modes`, each with standard deviation `std`."""
+class MixtureLayout:
+    """Where the components of a 2-D Gaussian mixture sit, chosen by class (`Ring`, `Grid`)."""
 
-    def _set_std(self, std: float) -> None:
+    def centres(self) -> Tensor:
+        """(K, 2) float32 centres of the K components."""
+        raise NotImplementedError
+
+
+class Ring(MixtureLayout):
+    """`num_modes` centres evenly spaced on a circle of `radius`, the first at (radius, 0) (8 and 2.0
+    by default, as in VEEGAN's ring)."""
+
+    def __init__(self, num_modes: int = 8, radius: float = 2.0) -> None:
+        if num_modes < 1 or radius <= 0:
+            raise ValueError(f"need num_modes >= 1 and radius > 0, got {num_modes} and {radius}")
+        self.num_modes, self.radius = num_modes, radius
+
+    def __repr__(self) -> str:  # its settings, not an address: hparams-keyed caches (RealFeatureCache) read it
+        return f"Ring(num_modes={self.num_modes!r}, radius={self.radius!r})"
+
+    def centres(self) -> Tensor:
+        angle = torch.arange(self.num_modes, dtype=torch.float64) * (2 * math.pi / self.num_modes)
+        return (self.radius * torch.stack([angle.cos(), angle.sin()], dim=1)).float()
+
+
+class Grid(MixtureLayout):
+    """A `size` x `size` grid of centres `spacing` apart, centred on the origin (5 x 5, spacing 2, so
+    centres at -4, -2, 0, 2, 4 by default, as in VEEGAN's grid)."""
+
+    def __init__(self, size: int = 5, spacing: float = 2.0) -> None:
+        if size < 1 or spacing <= 0:
+            raise ValueError(f"need size >= 1 and spacing > 0, got {size} and {spacing}")
+        self.size, self.spacing = size, spacing
+
+    def __repr__(self) -> str:
+        return f"Grid(size={self.size!r}, spacing={self.spacing!r})"
+
+    def centres(self) -> Tensor:
+        ticks = (torch.arange(self.size, dtype=torch.float64) - (self.size - 1) / 2) * self.spacing
+        return torch.cartesian_prod(ticks, ticks).float()
+
+
+class GaussianMixtureDataModule(PointDataModule):
+    """Equal-weight mixture of isotropic Gaussians, each with standard deviation `std` (0.02 by
+    default, as in VEEGAN and PacGAN), around the centres of `layout` (`Ring` or `Grid`, by class).
+
+        data:
+          class_path: lightning_dgm.datamodules.GaussianMixtureDataModule
+          init_args:
+            layout:
+              class_path: lightning_dgm.datamodules.Grid
+              init_args: {size: 5, spacing: 2.0}
+
+    Args:
+        layout: where the components sit (default: VEEGAN's ring of 8 with radius 2).
+        std: standard deviation of every component, per coordinate.
+        num_train, num_val, num_test, batch_size: as in `PointDataModule`.
+    """
+
+    def __init__(
+        self,
+        layout: MixtureLayout = lazy_instance(Ring),
+        std: float = 0.02,
+        num_train: int = 100_000,
+        num_val: int = 2_500,
+        num_test: int = 2_500,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed)
         if std <= 0:
             raise ValueError(f"std must be positive, got {std}")
-        self.std = std
+        centres = layout.centres()  # checked now, so a bad layout fails here rather than in setup
+        if centres.dim() != 2 or centres.shape[1] != 2 or len(centres) < 1:
+            raise ValueError(f"{layout!r}.centres() must be (K, 2) with K >= 1, got {tuple(centres.shape)}")
+        self.layout, self.std = layout, std
+
+    @property
+    def modes(self) -> Tensor:
+        return self.layout.centres()
 
     def draw(self, split: str, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         modes = self.modes
         labels = torch.randint(len(modes), (n,), generator=generator)
         return modes[labels] + self.std * torch.randn(n, 2, generator=generator), labels
-
-
-class GaussianRingDataModule(GaussianMixtureDataModule):
-    """`num_modes` Gaussians evenly spaced on a circle of `radius` (8, 2.0 and std 0.02 by default,
-    as in VEEGAN's ring)."""
-
-    def __init__(
-        self,
-        num_modes: int = 8,
-        radius: float = 2.0,
-        std: float = 0.02,
-        num_train: int = 100_000,
-        num_val: int = 2_500,
-        num_test: int = 2_500,
-        batch_size: int = 100,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            num_train=num_train,
-            num_val=num_val,
-            num_test=num_test,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-        )
-        self._set_std(std)
-        if num_modes < 1 or radius <= 0:
-            raise ValueError(f"need num_modes >= 1 and radius > 0, got {num_modes} and {radius}")
-        self.num_modes, self.radius = num_modes, radius
-
-    @property
-    def modes(self) -> Tensor:
-        angle = torch.arange(self.num_modes, dtype=torch.float64) * (2 * math.pi / self.num_modes)
-        return (self.radius * torch.stack([angle.cos(), angle.sin()], dim=1)).float()
-
-
-class GaussianGridDataModule(GaussianMixtureDataModule):
-    """A `grid_size` x `grid_size` grid of Gaussians `spacing` apart, centred on the origin (5 x 5,
-    spacing 2, so centres at -4, -2, 0, 2, 4, and std 0.02 by default, as in VEEGAN's grid)."""
-
-    def __init__(
-        self,
-        grid_size: int = 5,
-        spacing: float = 2.0,
-        std: float = 0.02,
-        num_train: int = 100_000,
-        num_val: int = 2_500,
-        num_test: int = 2_500,
-        batch_size: int = 100,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            num_train=num_train,
-            num_val=num_val,
-            num_test=num_test,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-        )
-        self._set_std(std)
-        if grid_size < 1 or spacing <= 0:
-            raise ValueError(f"need grid_size >= 1 and spacing > 0, got {grid_size} and {spacing}")
-        self.grid_size, self.spacing = grid_size, spacing
-
-    @property
-    def modes(self) -> Tensor:
-        ticks = (torch.arange(self.grid_size, dtype=torch.float64) - (self.grid_size - 1) / 2) * self.spacing
-        return torch.cartesian_prod(ticks, ticks).float()
 
 
 class CSVPointDataModule(PointDataModule):
@@ -231,9 +236,10 @@ class CSVPointDataModule(PointDataModule):
 
 __all__ = [
     "CSVPointDataModule",
-    "GaussianGridDataModule",
     "GaussianMixtureDataModule",
-    "GaussianRingDataModule",
+    "Grid",
+    "MixtureLayout",
     "PointDataModule",
     "PointDataset",
+    "Ring",
 ]

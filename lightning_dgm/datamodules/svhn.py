@@ -31,6 +31,8 @@ class SVHNDataModule(DownloadedImageDataModule):
 
     dataset_name = "SVHN"
     file_description = "the .mat files"
+    image_shape = (3, 32, 32)
+    num_classes = 10
 
     def __init__(
         self,
@@ -42,18 +44,8 @@ class SVHNDataModule(DownloadedImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            data_dir, download, batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed
-        )
+        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed)
         self.use_extra = use_extra
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (3, 32, 32)
-
-    @property
-    def num_classes(self) -> int:
-        return 10
 
     @property
     def files_dir(self) -> Path:

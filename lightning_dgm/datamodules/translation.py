@@ -179,16 +179,9 @@ class TranslationDataModule(BaseDataModule):
                 f"need 1 <= crop_size <= load_size (images are resized to load_size, then cropped), "
                 f"got load_size={load_size}, crop_size={crop_size}"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.root = root
-        self.direction = direction
-        self.load_size = load_size
-        self.crop_size = crop_size
-        self.flip = flip
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
+        self._set_loading(batch_size, num_workers, seed)
+        self.root, self.direction = root, direction
+        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
         self.train_set: JitteredDataset | None = None
         self.val_set: FixedPairs | None = None
         self.test_set: FixedPairs | None = None

@@ -58,12 +58,8 @@ class GAN(AdversarialSystem):
         if d_steps < 1:
             raise ValueError(f"d_steps must be at least 1, got {d_steps}")
         self.save_hyperparameters()
-        self.generator = generator
-        self.discriminator = discriminator
-        self.noise = noise
-        self.d_steps = d_steps
-        self.g_batch_size = g_batch_size
-        self.penalty = penalty
+        self.generator, self.discriminator, self.noise = generator, discriminator, noise
+        self.d_steps, self.g_batch_size, self.penalty = d_steps, g_batch_size, penalty
 
     # -- conditioning: none here; ConditionalGAN conditions on class labels ----------------------
     def condition_of(self, batch: ImageBatch) -> Tensor | None:

@@ -52,9 +52,7 @@ class Pix2Pix(TranslationSystem, AdversarialSystem):
     ) -> None:
         super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
         self.save_hyperparameters(ignore=["generator", "discriminator"])
-        self.generator = generator
-        self.discriminator = discriminator
-        self.l1_weight = l1_weight
+        self.generator, self.discriminator, self.l1_weight = generator, discriminator, l1_weight
         # Per-image scores (dim): the mean over images, as image-restoration papers report them.
         self.psnr = nn.ModuleDict({s: PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)) for s in ("val", "test")})
         self.ssim = nn.ModuleDict({s: StructuralSimilarityIndexMeasure(data_range=1.0) for s in ("val", "test")})

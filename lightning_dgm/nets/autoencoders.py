@@ -30,7 +30,23 @@ def _mlp(in_features: int, hidden_dims: Sequence[int], out_features: int) -> lis
     return [*layers, nn.Linear(in_features, out_features)]
 
 
-class MLPEncoder(nn.Module):
+class _Encoder(nn.Module):
+    """What the encoders share: the image shape they take and their output, `latent_dim` codes or,
+    with `gaussian_posterior`, the mean and log-variance of q(z | x) (`out_features` of them)."""
+
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, gaussian_posterior: bool) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.gaussian_posterior = gaussian_posterior
+        self.out_features = latent_dim * (2 if gaussian_posterior else 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_shape(x, self.image_shape, type(self).__name__)
+        return self.net(x)
+
+
+class MLPEncoder(_Encoder):
     """Images (N, *image_shape) -> (N, latent_dim), or (N, 2 * latent_dim) for a Gaussian posterior.
 
     The IWAE paper's one-stochastic-layer VAE is hidden_dims (200, 200), latent_dim 50.
@@ -43,16 +59,8 @@ class MLPEncoder(nn.Module):
         latent_dim: int = 20,
         gaussian_posterior: bool = False,
     ) -> None:
-        super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
-        self.gaussian_posterior = gaussian_posterior
-        out_features = latent_dim * (2 if gaussian_posterior else 1)
-        self.net = nn.Sequential(nn.Flatten(), *_mlp(math.prod(self.image_shape), hidden_dims, out_features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_shape(x, self.image_shape, "MLPEncoder")
-        return self.net(x)
+        super().__init__(image_shape, latent_dim, gaussian_posterior)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp(math.prod(self.image_shape), hidden_dims, self.out_features))
 
 
 class MLPDecoder(nn.Module):
@@ -85,7 +93,7 @@ def _bottom_size(name: str, image_shape: tuple[int, ...], depth: int) -> int:
     return side // 2**depth
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(_Encoder):
     """Images (N, C, H, W) -> codes: stride-2 4x4 convolutions (BatchNorm, ReLU), then a linear head.
 
     Each entry of `channels` is one layer that halves the side: (32, 64) takes 28x28 to 64x7x7,
@@ -99,22 +107,14 @@ class ConvEncoder(nn.Module):
         latent_dim: int = 128,
         gaussian_posterior: bool = False,
     ) -> None:
-        super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
-        self.gaussian_posterior = gaussian_posterior
+        super().__init__(image_shape, latent_dim, gaussian_posterior)
         side = _bottom_size("ConvEncoder", self.image_shape, len(channels))
         layers: list[nn.Module] = []
         previous = self.image_shape[0]
         for width in channels:
             layers += [nn.Conv2d(previous, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
             previous = width
-        out_features = latent_dim * (2 if gaussian_posterior else 1)
-        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(previous * side * side, out_features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_shape(x, self.image_shape, "ConvEncoder")
-        return self.net(x)
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(previous * side * side, self.out_features))
 
 
 class ConvDecoder(nn.Module):

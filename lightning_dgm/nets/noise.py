@@ -10,12 +10,8 @@ import torch
 from torch import Tensor
 
 
-def _draw_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device | str | None:
-    return generator.device if generator is not None else device
-
-
 class Noise:
-    """Base: p(z). `sample(shape)` draws z of that shape."""
+    """Base: p(z). `sample(shape)` draws z of that shape; subclasses say how (`draw`)."""
 
     def sample(
         self,
@@ -24,20 +20,23 @@ class Noise:
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
+        draw_device = generator.device if generator is not None else device
+        return self.draw(shape, generator, draw_device).to(device)
+
+    def draw(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
+    ) -> Tensor:
+        """z of `shape`, drawn from `generator` on `device` (the generator's own, when there is one)."""
         raise NotImplementedError
 
 
 class GaussianNoise(Noise):
     """z ~ N(0, I): the common modern choice (DCGAN and after)."""
 
-    def sample(
-        self,
-        shape: tuple[int, ...],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
+    def draw(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
     ) -> Tensor:
-        return torch.randn(shape, generator=generator, device=_draw_device(generator, device)).to(device)
+        return torch.randn(shape, generator=generator, device=device)
 
 
 class UniformNoise(Noise):
@@ -46,15 +45,9 @@ class UniformNoise(Noise):
     def __init__(self, low: float = -0.5, high: float = 0.5) -> None:
         if not low < high:
             raise ValueError(f"UniformNoise needs low < high, got low={low}, high={high}")
-        self.low = low
-        self.high = high
+        self.low, self.high = low, high
 
-    def sample(
-        self,
-        shape: tuple[int, ...],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
+    def draw(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
     ) -> Tensor:
-        u = torch.rand(shape, generator=generator, device=_draw_device(generator, device))
-        return (self.low + (self.high - self.low) * u).to(device)
+        return self.low + (self.high - self.low) * torch.rand(shape, generator=generator, device=device)
