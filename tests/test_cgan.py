@@ -100,6 +100,7 @@ def fit(model, batches=3, batch_size=8, val_batches=1) -> L.Trainer:
         max_epochs=1,
         limit_train_batches=batches,
         limit_val_batches=val_batches,
+        log_every_n_steps=1,  # the tests read the training logs
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

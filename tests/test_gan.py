@@ -124,6 +124,6 @@ def test_sample_protocol():
 
 def test_training_makes_d_and_g_move_and_logs_the_named_metrics():
     model = tiny_gan(out=2)
-    trainer = fit(model, batches=5)
+    trainer = fit(model, batches=5, log_every_n_steps=1)
     assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(trainer.logged_metrics)
     assert all(torch.isfinite(v) for v in trainer.logged_metrics.values())

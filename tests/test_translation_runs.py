@@ -49,6 +49,7 @@ def test_pix2pix_small_trains_in_bf16_and_tests_from_its_checkpoint(tmp_path):
         f"--trainer.default_root_dir={tmp_path / 'runs'}",
         "--trainer.max_epochs=2",
         "--trainer.precision=bf16-mixed",
+        "--trainer.log_every_n_steps=1",  # the test reads the training logs
         *SMALL,
     )
     run = tmp_path / "runs" / "version_0"

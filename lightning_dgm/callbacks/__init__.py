@@ -22,16 +22,20 @@ from lightning_dgm.callbacks.sources import (
     generated_samples,
     this_ranks_samples,
 )
+from lightning_dgm.callbacks.speed import ChannelsLast, CompileNetworks, MatmulPrecision
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
 __all__ = [
+    "ChannelsLast",
     "ClassMetrics",
+    "CompileNetworks",
     "DistributionMetrics",
     "ImageSource",
     "LatentClassifier",
     "LatentInterpolation",
     "LatentManifold",
+    "MatmulPrecision",
     "ModeCoverageMonitor",
     "PointsPlot",
     "RealFeatureCache",

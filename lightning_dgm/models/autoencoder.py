@@ -113,7 +113,7 @@ class AutoEncoder(GenerativeSystem):
         seen = self.corrupt(x)
         z = self.encoder(seen)
         loss = (self.decoder(z).float() - x).pow(2).flatten(1).sum(1).mean()
-        self.log("loss", loss, prog_bar=True)
+        self.log_training({"loss": loss})
         with torch.no_grad():  # sample() decodes codes of clean images, so fit the Gaussian to those
             self._accumulate_codes((z if seen is x else self.encoder(x)).detach().float())
         return loss

@@ -18,7 +18,35 @@ from lightning_dgm.losses import AdversarialLoss
 from lightning_dgm.types import SampleRequest, Samples
 
 
-class GenerativeSystem(L.LightningModule):
+class System(L.LightningModule):
+    """Base of every LightningModule of the framework: training-step logging that costs nothing
+    when nobody reads it, and the seeded random streams of `lightning_dgm.seeding`."""
+
+    def logging_due(self) -> bool:
+        """Whether Lightning passes this training step's logs to the loggers (every
+        `trainer.log_every_n_steps` batches, and when the run is stopping). At other steps a
+        `self.log` call costs about a millisecond in Lightning's result collection and reaches no
+        logger, so the systems' training steps log (and compute what they log) only when this is true;
+        the progress bar then shows the values of the last logged step."""
+        trainer = self._trainer
+        return trainer is None or trainer._logger_connector.should_update_logs  # Lightning's own rule
+
+    def log_training(self, metrics: Mapping[str, Tensor], prog_bar: bool = True) -> None:
+        """`self.log_dict(metrics)` of a training step, at the steps the loggers receive (`logging_due`)."""
+        if self.logging_due():
+            self.log_dict({name: value.detach() for name, value in metrics.items()}, prog_bar=prog_bar)
+
+    def random_stream(self, purpose: str, *salt: int, per_step: bool = True) -> torch.Generator:
+        """A generator on this module's device for one of the streams of `lightning_dgm.seeding`,
+        seeded by (global seed, purpose, rank, global_step if `per_step`, *salt): a resumed run
+        draws exactly what an uninterrupted one draws, and DDP ranks draw differently."""
+        trainer = self._trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        step = (trainer.global_step if trainer is not None else 0,) if per_step else ()
+        return seeding.generator(seeding.global_seed(), purpose, rank, *step, *salt, device=self.device)
+
+
+class GenerativeSystem(System):
     """Base of every generative system: `sample()` is the one method callbacks, metrics and
     `predict` rely on.
     """
@@ -35,15 +63,6 @@ class GenerativeSystem(L.LightningModule):
         labels = batch.label.to(self.device) if self.conditional else None
         images = self.sample(len(batch.index), labels=labels, generator=generator)
         return Samples(batch.index, images, labels)
-
-    def random_stream(self, purpose: str, *salt: int, per_step: bool = True) -> torch.Generator:
-        """A generator on this module's device for one of the streams of `lightning_dgm.seeding`,
-        seeded by (global seed, purpose, rank, global_step if `per_step`, *salt): a resumed run
-        draws exactly what an uninterrupted one draws, and DDP ranks draw differently."""
-        trainer = self._trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        step = (trainer.global_step if trainer is not None else 0,) if per_step else ()
-        return seeding.generator(seeding.global_seed(), purpose, rank, *step, *salt, device=self.device)
 
 
 class AdversarialSystem(GenerativeSystem):
@@ -159,10 +178,10 @@ class AdversarialSystem(GenerativeSystem):
                 g_loss = g_loss + extra
             self.optimizer_step_on(g_opt, g_loss)
         self.on_generator_step_end()
-        logs = {"g_loss": g_loss.detach()}
+        logs = {"g_loss": g_loss}
         if terms:
-            logs |= {"g_adversarial": adversarial.detach()} | {f"g_{k}": v.detach() for k, (_, v) in terms.items()}
-        self.log_dict(logs, prog_bar=True)
+            logs |= {"g_adversarial": adversarial} | {f"g_{k}": v for k, (_, v) in terms.items()}
+        self.log_training(logs)
 
     def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
         """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""
@@ -173,14 +192,10 @@ class AdversarialSystem(GenerativeSystem):
     def log_discriminator(self, d_loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
         """Logs a D step: `d_loss` and what D says of real and fake images on average (`d_real`,
         `d_fake`: probabilities for BCE losses, raw scores otherwise; see the system's `loss`)."""
-        self.log_dict(
-            {
-                "d_loss": d_loss.detach(),
-                "d_real": self.loss.output(real_logits.detach()).mean(),
-                "d_fake": self.loss.output(fake_logits.detach()).mean(),
-            },
-            prog_bar=True,
-        )
+        if self.logging_due():
+            with torch.no_grad():
+                real, fake = self.loss.output(real_logits).mean(), self.loss.output(fake_logits).mean()
+            self.log_training({"d_loss": d_loss, "d_real": real, "d_fake": fake})
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimisation Lightning never steps schedulers: step them once per epoch.

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_dgm.models.base import System
 from lightning_dgm.types import ImageBatch, check_label_range
 
 
-class Classifier(LightningModule):
+class Classifier(System):
     """Supervised classification with cross-entropy (automatic optimisation).
 
     Per batch: loss = CE(network(x), y), averaged over the batch. Logs `train/loss` and `train/acc`;
@@ -55,6 +55,7 @@ class Classifier(LightningModule):
             raise ValueError(f"the network was built for {built_for} classes but the model has {num_classes}")
         self.save_hyperparameters()
         self.network = network
+        self._labels_checked = False
         self.num_classes = num_classes
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         # One metric object per stage: their states must not mix.
@@ -98,21 +99,27 @@ class Classifier(LightningModule):
     def _loss(self, batch: ImageBatch, accuracy: MulticlassAccuracy) -> Tensor:
         """Cross-entropy of the batch; `accuracy` is updated with its predictions."""
         labels = batch.label
-        check_label_range(
-            labels,
-            self.num_classes,
-            f"Classifier with num_classes={self.num_classes} got labels in",
-            ": set model.num_classes to the data set's number of classes",
-        )
+        if not self._labels_checked:  # the first batch only: the check is a host sync
+            check_label_range(
+                labels,
+                self.num_classes,
+                f"Classifier with num_classes={self.num_classes} got labels in",
+                ": set model.num_classes to the data set's number of classes",
+            )
+            self._labels_checked = True
         logits = self.network(batch.image)
         accuracy(logits.detach(), labels)
         return F.cross_entropy(logits, labels)
 
     def training_step(self, batch: ImageBatch, batch_idx: int) -> Tensor:
         loss = self._loss(batch, self.train_acc)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.label))
-        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        self.log_training({"train/loss": loss})
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Once per epoch, not per step: the metric accumulates every batch either way (and syncs under DDP).
+        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
 
     def _evaluate(self, batch: ImageBatch, prefix: str, accuracy: MulticlassAccuracy) -> None:
         loss = self._loss(batch, accuracy)

@@ -148,7 +148,7 @@ class CycleGAN(TranslationSystem, AdversarialSystem):
                 logs |= {"identity_a": identity_a, "identity_b": identity_b}
             self.optimizer_step_on(g_opt, g_loss)
         self.on_generator_step_end()
-        self.log_dict({"g_loss": g_loss.detach()} | {k: v.detach() for k, v in logs.items()}, prog_bar=True)
+        self.log_training({"g_loss": g_loss} | logs)
         return fake_b.detach(), fake_a.detach()
 
     def _discriminator_step(self, a: Tensor, b: Tensor, fake_a: Tensor, fake_b: Tensor) -> None:
@@ -158,7 +158,7 @@ class CycleGAN(TranslationSystem, AdversarialSystem):
             real_b, pooled_b = self.discriminator_b(b), self.discriminator_b(fake_b)
             d_loss_a, d_loss_b = self.loss.d_loss(real_a, pooled_a), self.loss.d_loss(real_b, pooled_b)
             self.optimizer_step_on(d_opt, d_loss_a + d_loss_b)
-        self.log_dict({"d_loss_a": d_loss_a.detach(), "d_loss_b": d_loss_b.detach()}, prog_bar=True)
+        self.log_training({"d_loss_a": d_loss_a, "d_loss_b": d_loss_b})
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate(self, batch: ImagePair, stage: str) -> None:

@@ -105,7 +105,8 @@ class VAE(GenerativeSystem):
     def training_step(self, batch: ImageBatch, batch_idx: int) -> Tensor:
         recon_nll, kl, _ = self._terms(batch.image, self.random_stream(seeding.REPARAMETERIZATION))
         loss = (recon_nll + self.beta * kl).mean()
-        self.log_dict({"loss": loss, "elbo": -(recon_nll + kl).mean(), "kl": kl.mean()}, prog_bar=True)
+        if self.logging_due():
+            self.log_training({"loss": loss, "elbo": -(recon_nll + kl).mean(), "kl": kl.mean()})
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""Speed without changing results: logging only at the logged steps, opt-in compile / channels-last /
+matmul precision, and 16-bit mixed precision with a real GradScaler on the CPU."""
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import MixedPrecision
+from torch import nn
+from torch.testing import assert_close
+
+from lightning_dgm.callbacks import ChannelsLast, CompileNetworks, MatmulPrecision
+from lightning_dgm.datamodules import DigitsDataModule
+from lightning_dgm.models import GAN, ConditionalGAN, CycleGAN
+from lightning_dgm.nets import (
+    ConditionalMLPDiscriminator,
+    ConditionalMLPGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+)
+from tests.test_translation_systems import PairData, pairs, translator
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+
+
+def tiny_gan(**kwargs) -> GAN:
+    torch.manual_seed(0)
+    return GAN(
+        generator=MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, 8, 8)),
+        discriminator=MLPDiscriminator(image_shape=(1, 8, 8), hidden_dims=[16]),
+        **kwargs,
+    )
+
+
+def logged_rows(folder):
+    import csv
+
+    with open(folder / "metrics.csv") as file:
+        return [row for row in csv.DictReader(file) if row.get("d_loss")]
+
+
+def test_logging_every_n_steps_gives_the_loggers_the_values_of_logging_every_step(tmp_path):
+    # The same seed trains the same weights; the logger of the cadence-3 run must receive, at its
+    # logged steps, exactly the values the every-step run receives at those steps.
+    rows = {}
+    for every in (1, 3):
+        L.seed_everything(0)
+        trainer = L.Trainer(
+            max_epochs=1,
+            limit_train_batches=9,
+            log_every_n_steps=every,
+            logger=CSVLogger(tmp_path, name=f"every{every}", version=0),
+            enable_checkpointing=False,
+            **QUIET,
+        )
+        trainer.fit(tiny_gan(), DigitsDataModule(batch_size=8))
+        rows[every] = logged_rows(tmp_path / f"every{every}" / "version_0")
+    assert [row["step"] for row in rows[1]] == [str(s) for s in range(9)]
+    assert [row["step"] for row in rows[3]] == ["2", "5", "8"]
+    by_step = {row["step"]: row for row in rows[1]}
+    for row in rows[3]:
+        for key in ("d_loss", "d_real", "d_fake", "g_loss"):
+            assert row[key] == by_step[row["step"]][key], (row["step"], key)
+
+
+def fit(model, datamodule, tmp_path, batches=3, **kwargs):
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=batches, logger=False, default_root_dir=tmp_path, **QUIET, **kwargs
+    )
+    trainer.fit(model, datamodule)
+    return trainer
+
+
+def test_compiled_and_uncompiled_runs_load_each_others_checkpoints(tmp_path):
+    model = tiny_gan()
+    # aot_eager: torch.compile's graph capture without C++ code generation, which takes minutes here.
+    trainer = fit(model, DigitsDataModule(batch_size=8), tmp_path, callbacks=[CompileNetworks(backend="aot_eager")])
+    assert model.generator._compiled_call_impl is not None and model.discriminator._compiled_call_impl is not None
+    trainer.save_checkpoint(tmp_path / "compiled.ckpt")
+    state = torch.load(tmp_path / "compiled.ckpt", weights_only=False)["state_dict"]
+    assert not [k for k in state if "_orig_mod" in k]
+    plain = tiny_gan()
+    plain.load_state_dict(state)  # strict: every key matches an uncompiled system's
+    assert_close(plain.state_dict(), model.state_dict(), rtol=0, atol=0)
+    # and back: an uncompiled run's checkpoint resumes under compile
+    trainer = fit(plain, DigitsDataModule(batch_size=8), tmp_path / "plain")
+    trainer.save_checkpoint(tmp_path / "plain.ckpt")
+    compiled = tiny_gan()
+    trainer = L.Trainer(
+        max_epochs=2, limit_train_batches=3, logger=False, callbacks=[CompileNetworks(backend="aot_eager")], **QUIET
+    )
+    # weights_only=False: this system was built in Python, so its hparams hold the modules themselves.
+    trainer.fit(compiled, DigitsDataModule(batch_size=8), ckpt_path=tmp_path / "plain.ckpt", weights_only=False)
+    assert trainer.global_step == 2 * 2 * 3 and compiled.generator._compiled_call_impl is not None
+    assert all(torch.isfinite(p).all() for p in compiled.parameters())
+    with pytest.raises(ValueError, match="has no network critic"):
+        fit(tiny_gan(), DigitsDataModule(batch_size=8), tmp_path, callbacks=[CompileNetworks(modules=["critic"])])
+
+
+def test_channels_last_converts_the_conv_networks_and_trains():
+    torch.manual_seed(0)
+    model = GAN(DCGANGenerator(16, (1, 28, 28), 8), DCGANDiscriminator((1, 28, 28), 8))
+    reference = copy.deepcopy(model)
+    fit(model, DigitsDataModule(image_size=28, batch_size=8), None, callbacks=[ChannelsLast()])
+    conv = model.discriminator.blocks[1][0].weight  # 8 input channels: NHWC differs from NCHW
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters())]
+    assert all(torch.isfinite(p).all() for p in model.parameters()) and any(changed)
+
+
+def test_matmul_precision_is_set_for_the_run_and_restored():
+    seen = []
+
+    class Spy(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append((torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
+
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    fit(tiny_gan(), DigitsDataModule(batch_size=8), None, callbacks=[MatmulPrecision("medium"), Spy()])
+    assert seen == [("medium", True)]
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("system", ["gan", "cgan"])
+def test_16_mixed_with_the_cpu_grad_scaler_trains_the_gans(system, tmp_path):
+    torch.manual_seed(0)
+    if system == "gan":
+        model = tiny_gan()
+    else:
+        model = ConditionalGAN(
+            ConditionalMLPGenerator(8, 10, 4, [16], (1, 8, 8)), ConditionalMLPDiscriminator((1, 8, 8), 10, 4, [16]), 10
+        )
+    losses = []
+
+    class Losses(L.Callback):
+        def on_before_backward(self, trainer, pl_module, loss):
+            losses.append(loss.detach().float())
+
+    before = copy.deepcopy(model.state_dict())
+    scaler = torch.amp.GradScaler("cpu")
+    plugins = [MixedPrecision("16-mixed", "cpu", scaler=scaler)]
+    fit(model, DigitsDataModule(batch_size=8), tmp_path, plugins=plugins, callbacks=[Losses()])
+    assert len(losses) == 6 and all(torch.isfinite(loss) for loss in losses)  # a D and a G loss per batch
+    assert scaler.get_scale() > 0 and scaler._scale is not None  # the scaler was used, and is finite
+    for name, value in model.state_dict().items():
+        assert torch.isfinite(value).all(), name
+    moved = [name for name, value in model.state_dict().items() if not torch.equal(value, before[name])]
+    assert any(n.startswith("generator.") for n in moved) and any(n.startswith("discriminator.") for n in moved)
+
+
+def test_16_mixed_with_the_cpu_grad_scaler_trains_cyclegan(tmp_path):
+    torch.manual_seed(0)
+    model = CycleGAN(translator(), translator(), nn.Conv2d(3, 1, 3), nn.Conv2d(3, 1, 3))
+    before = copy.deepcopy(model.state_dict())
+    scaler = torch.amp.GradScaler("cpu")
+    fit(model, PairData(*pairs(4)), tmp_path, 2, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    assert scaler._scale is not None and scaler.get_scale() > 0
+    for name, value in model.state_dict().items():
+        assert torch.isfinite(value).all(), name
+    moved = {name.split(".")[0] for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert moved == {"generator_ab", "generator_ba", "discriminator_a", "discriminator_b"}
