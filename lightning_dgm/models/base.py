@@ -5,7 +5,9 @@ only: the algorithm of each model lives in its own file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -18,9 +20,35 @@ from lightning_dgm.losses import AdversarialLoss
 from lightning_dgm.types import SampleRequest, Samples
 
 
+@contextmanager
+def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
+    """requires_grad off for `parameters` inside (those that had it), back on after: backward then
+    computes no gradients for them. What Lightning's `toggled_optimizer` does for the other optimizers'
+    parameters, for one network only and without its per-call bookkeeping of every parameter."""
+    thawed = [p for p in parameters if p.requires_grad]
+    for p in thawed:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in thawed:
+            p.requires_grad_(True)
+
+
 class System(L.LightningModule):
     """Base of every LightningModule of the framework: training-step logging that costs nothing
     when nobody reads it, and the seeded random streams of `lightning_dgm.seeding`."""
+
+    _STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # Lightning inspects the step's signature at every batch (whether it takes batch_idx); a
+        # signature stored on the function is returned at once instead of being rebuilt each time.
+        super().__init_subclass__(**kwargs)
+        for name in cls._STEP_METHODS:
+            method = cls.__dict__.get(name)
+            if inspect.isfunction(method) and "__signature__" not in method.__dict__:
+                method.__signature__ = inspect.signature(method)
 
     def logging_due(self) -> bool:
         """Whether Lightning passes this training step's logs to the loggers (every
@@ -144,15 +172,14 @@ class AdversarialSystem(GenerativeSystem):
         weight: float = 1.0,
     ) -> None:
         """One D update: minimise weight * loss.d_loss(D(real | c_real), D(fake | c_fake)) + d_regularization.
-        `fake` must be detached from G."""
+        `fake` must be detached from G (so nothing reaches G's parameters, and G needs no freezing)."""
         g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(d_opt):
-            real_logits, fake_logits = self.judge(real, real_condition), self.judge(fake, fake_condition)
-            d_loss = weight * self.loss.d_loss(real_logits, fake_logits)
-            extra = self.d_regularization(real, fake, real_condition, rng)
-            if extra is not None:
-                d_loss = d_loss + extra
-            self.optimizer_step_on(d_opt, d_loss)
+        real_logits, fake_logits = self.judge(real, real_condition), self.judge(fake, fake_condition)
+        d_loss = weight * self.loss.d_loss(real_logits, fake_logits)
+        extra = self.d_regularization(real, fake, real_condition, rng)
+        if extra is not None:
+            d_loss = d_loss + extra
+        self.optimizer_step_on(d_opt, d_loss)
         self.log_discriminator(d_loss, real_logits, fake_logits)
 
     def generator_step(
@@ -168,7 +195,7 @@ class AdversarialSystem(GenerativeSystem):
         D is re-run on `fake` after its own update: reusing D's pre-step outputs would break autograd."""
         g_opt, d_opt = self.optimizers()
         terms = terms or {}
-        with self.toggled_optimizer(g_opt):
+        with frozen(self.discriminator_parameters()):  # no weight gradients for D in G's update
             adversarial = self.loss.g_loss(self.judge(fake, condition))
             g_loss = adversarial_weight * adversarial
             for weight, value in terms.values():

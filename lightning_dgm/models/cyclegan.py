@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lightning_dgm import seeding
 from lightning_dgm.losses import AdversarialLoss, LeastSquares
-from lightning_dgm.models.base import AdversarialSystem
+from lightning_dgm.models.base import AdversarialSystem, frozen
 from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.types import ImagePair
 
@@ -132,7 +132,7 @@ class CycleGAN(TranslationSystem, AdversarialSystem):
 
     def _generator_step(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(g_opt):
+        with frozen(self.discriminator_parameters()):  # no weight gradients for the Ds in G's update
             fake_b, fake_a = self.generator_ab(a), self.generator_ba(b)
             adversarial = self.loss.g_loss(self.discriminator_b(fake_b)) + self.loss.g_loss(
                 self.discriminator_a(fake_a)
@@ -153,11 +153,11 @@ class CycleGAN(TranslationSystem, AdversarialSystem):
 
     def _discriminator_step(self, a: Tensor, b: Tensor, fake_a: Tensor, fake_b: Tensor) -> None:
         g_opt, d_opt = self.optimizers()
-        with self.toggled_optimizer(d_opt):
-            real_a, pooled_a = self.discriminator_a(a), self.discriminator_a(fake_a)
-            real_b, pooled_b = self.discriminator_b(b), self.discriminator_b(fake_b)
-            d_loss_a, d_loss_b = self.loss.d_loss(real_a, pooled_a), self.loss.d_loss(real_b, pooled_b)
-            self.optimizer_step_on(d_opt, d_loss_a + d_loss_b)
+        # The pooled fakes are detached: nothing reaches the generators, which need no freezing.
+        real_a, pooled_a = self.discriminator_a(a), self.discriminator_a(fake_a)
+        real_b, pooled_b = self.discriminator_b(b), self.discriminator_b(fake_b)
+        d_loss_a, d_loss_b = self.loss.d_loss(real_a, pooled_a), self.loss.d_loss(real_b, pooled_b)
+        self.optimizer_step_on(d_opt, d_loss_a + d_loss_b)
         self.log_training({"d_loss_a": d_loss_a, "d_loss_b": d_loss_b})
 
     # -- evaluation ---------------------------------------------------------------------------
