@@ -5,10 +5,12 @@ from functools import partial
 
 import pytest
 import torch
+from torch import nn
 from torch.testing import assert_close
 
 from lightning_dgm import seeding
 from lightning_dgm.datamodules import CSVPointDataModule, GaussianMixtureDataModule, Grid, Ring
+from lightning_dgm.datamodules.points import PointDataset
 from lightning_dgm.metrics import ModeCounts, ModeCoverage, count_modes, mode_coverage
 from lightning_dgm.nets import PointDiscriminator, PointGenerator
 from tests.helpers import REPO, run_cli
@@ -72,6 +74,31 @@ def test_each_split_is_drawn_by_the_seeding_rule_whatever_the_global_rng():
         points, labels = data.draw(split, n, seeding.generator(4, seeding.TOY_DATA, split))
         for drawn in splits.values():
             assert torch.equal(drawn[split].points, points) and torch.equal(drawn[split].labels, labels)
+
+
+def test_packed_data_serve_batch_size_packs_of_m_points():
+    plain = GaussianMixtureDataModule(Grid(), num_train=600, num_val=30, num_test=30, batch_size=10, seed=2)
+    packed = GaussianMixtureDataModule(Grid(), num_train=200, num_val=10, num_test=10, batch_size=10, seed=2, pack=3)
+    for data in (plain, packed):
+        data.setup("fit")
+    # m points per item from the same stream: the packed split is the plain one of m times as many points
+    assert torch.equal(packed.train_set.points, plain.train_set.points)
+    assert torch.equal(packed.val_set.labels, plain.val_set.labels)
+    assert len(packed.train_set) == packed.split_size("train") == 200
+    loader = packed.train_dataloader()
+    assert len(loader) == 20  # an epoch is num_train / batch_size batches whatever the pack (PacGAN's code)
+    batch = next(iter(loader))
+    assert batch.image.shape == (30, 2) and batch.label.shape == (30,)
+    points = packed.train_set.points
+    for triple in batch.image.split(3):  # consecutive m points are one pack: rows 3k, 3k + 1, 3k + 2
+        row = int((points == triple[0]).all(dim=1).nonzero()[0])
+        assert row % 3 == 0 and torch.equal(points[row : row + 3], triple)
+    first = next(packed.evaluation_batches("train", 4))  # callbacks read packs as their points
+    assert torch.equal(first.image, points[:12])
+    with pytest.raises(ValueError, match="pack"):
+        PointDataset(torch.zeros(10, 2), torch.zeros(10), pack=4)
+    with pytest.raises(ValueError, match="pack"):
+        GaussianMixtureDataModule(pack=0)
 
 
 def test_csv_points_with_and_without_header(tmp_path):
@@ -140,6 +167,32 @@ def test_point_generator_is_unbounded_and_checks_its_input():
     assert (g(torch.zeros(3, 2)) > 9).all()
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         g(torch.zeros(3, 5))
+
+
+def test_pacgan_init_and_bias_free_hidden_layers_when_selected():
+    torch.manual_seed(0)
+    g = PointGenerator(hidden_bias=False, init_std=0.02, batch_norm_momentum=0.05)
+    d = PointDiscriminator(pack=2, init_std=0.02)
+    g_linears = [m for m in g.net if isinstance(m, nn.Linear)]
+    d_linears = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [m.bias is None for m in g_linears] == [True, True, True, True, False]  # the output keeps its bias
+    assert all(not m.bias.any() for m in [g_linears[-1], *d_linears])
+    for layer in [*g_linears, *d_linears]:
+        if layer.weight.numel() >= 4000:
+            assert abs(layer.weight.std().item() / 0.02 - 1) < 0.03
+    weights = torch.cat([m.weight.flatten() for m in [*g_linears, *d_linears]])  # 885,800 numbers
+    assert abs(weights.std().item() / 0.02 - 1) < 0.005 and abs(weights.mean().item()) < 1e-4
+    # normal, not uniform: 4.55% beyond 2 std (a uniform of that std has nothing beyond 1.73 std)
+    assert abs((weights.abs() > 0.04).float().mean().item() - 0.0455) < 0.002
+    norms = [m for m in g.net if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 4 and all(m.momentum == 0.05 and (m.weight == 1).all() and not m.bias.any() for m in norms)
+    # the defaults are PyTorch's: biases everywhere, Kaiming-uniform weights bounded by 1 / sqrt(fan_in)
+    default = PointGenerator()
+    assert all(m.bias is not None for m in default.net if isinstance(m, nn.Linear))
+    assert default.net[3].weight.abs().max() <= 1 / 400**0.5 and default.net[1].momentum == 0.1
+    assert PointDiscriminator().net[0].linear.bias.any()
+    with pytest.raises(ValueError, match="init_std"):
+        PointGenerator(init_std=0.0)
 
 
 # -- mode coverage ----------------------------------------------------------------------------
@@ -238,3 +291,19 @@ def test_mode_coverage_on_data_without_modes_is_a_clear_error(tmp_path):
             f"--data.path={csv}",
             *FAST[:-1],
         )
+
+
+def test_pacgan_config_trains_and_validates_with_packs_of_three(tmp_path):
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/pacgan_grid.yaml'}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--data.init_args.pack=3",
+        "--model.init_args.discriminator.init_args.pack=3",
+        "--trainer.check_val_every_n_epoch=1",
+        "--trainer.logger=false",
+        *FAST,
+    )
+    assert cli.trainer.callback_metrics["val/d_loss"] > 0 and "val/modes_covered" in cli.trainer.callback_metrics
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    assert batch.image.shape == (300, 2) and cli.model.discriminator(batch.image).shape == (100, 1)

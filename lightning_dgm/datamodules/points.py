@@ -4,6 +4,12 @@ or a grid of modes) and a user's CSV of points.
 Points travel in `ImageBatch.image` as float32 (N, 2), so every system that reads `batch.image`
 trains on them unchanged; `label` is the index of the mixture component a point came from
 (0 for CSV data). `image_shape` is (2,), linked into networks like any image shape.
+
+With `pack=m` (PacGAN) an item of the data set is m independent points, and a batch of
+`batch_size` items arrives as (batch_size * m, 2) points, consecutive m to a pack: the epoch keeps
+its number of batches whatever m is, as in PacGAN's code, whose data set holds 100,000 packed
+examples and whose batch of 100 is 100 packs (github.com/fjxmlzn/PacGAN,
+synthetic_data_experiments/PacGAN/pacgan/datasets.py, GaussianPackingMixture).
 """
 
 from __future__ import annotations
@@ -23,29 +29,42 @@ from lightning_dgm.types import ImageBatch
 
 
 class PointDataset(Dataset):
-    """Points (N, D) float32 and labels (N,), fetched a batch at a time like `TensorImageDataset`."""
+    """Points (N * pack, D) float32 and labels (N * pack,) as N items of `pack` consecutive points,
+    fetched a batch at a time like `TensorImageDataset`: items i, j, ... come back as the points
+    (pack * len(indices), D) of pack i, then pack j, ... (with pack 1, an item is one point (D,))."""
 
-    def __init__(self, points: Tensor, labels: Tensor) -> None:
-        self.points, self.labels = points.float(), labels.long()
+    def __init__(self, points: Tensor, labels: Tensor, pack: int = 1) -> None:
+        if pack < 1 or len(points) % pack or len(points) != len(labels):
+            raise ValueError(f"need pack >= 1 dividing {len(points)} points with as many labels, got {pack}")
+        self.points, self.labels, self.pack = points.float(), labels.long(), pack
 
     def __len__(self) -> int:
-        return len(self.points)
+        return len(self.points) // self.pack
+
+    def _rows(self, index: Tensor) -> Tensor:
+        """Item indices (n,) -> point indices (n * pack,), pack by pack."""
+        return (index[:, None] * self.pack + torch.arange(self.pack)).reshape(-1)
 
     def __getitem__(self, index: int) -> ImageBatch:
-        return ImageBatch(self.points[index], self.labels[index])
+        if self.pack == 1:
+            return ImageBatch(self.points[index], self.labels[index])
+        rows = self._rows(torch.tensor([index]))
+        return ImageBatch(self.points[rows], self.labels[rows])
 
     def __getitems__(self, indices: list[int]) -> ImageBatch:
-        index = torch.as_tensor(indices)
-        return ImageBatch(self.points[index], self.labels[index])
+        rows = self._rows(torch.as_tensor(indices, dtype=torch.long))
+        return ImageBatch(self.points[rows], self.labels[rows])
 
 
 class PointDataModule(ImageDataModule):
     """Base of 2-D data: subclasses draw the train / val / test points.
 
     Args:
-        num_train, num_val, num_test: points per split, each drawn once from a generator seeded by
+        num_train, num_val, num_test: items per split, each drawn once from a generator seeded by
             (seed, TOY_DATA, split name), so every split is reproducible and independent of the others.
-        batch_size: points per batch.
+        batch_size: items per batch.
+        pack: points per item (m of PacGAN; 1: an item is a point). A batch holds batch_size * pack
+            points, so a packed discriminator (`PointDiscriminator(pack=m)`) gets batch_size decisions.
     """
 
     split_settings = {"train": "data.num_train", "val": "data.num_val", "test": "data.num_test"}
@@ -58,9 +77,13 @@ class PointDataModule(ImageDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         seed: int = 0,
+        pack: int = 1,
     ) -> None:
         super().__init__(batch_size=batch_size, val_size=num_val, num_workers=num_workers, seed=seed)
+        if pack < 1:
+            raise ValueError(f"pack must be at least 1, got {pack}")
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
+        self.pack = pack
         #: standard deviation of every mixture component (per coordinate); None without modes
         self.std: float | None = None
 
@@ -81,7 +104,7 @@ class PointDataModule(ImageDataModule):
         for split, n in self.sizes.items():
             if getattr(self, f"{split}_set") is None:
                 generator = seeding.generator(self.seed, seeding.TOY_DATA, split)
-                setattr(self, f"{split}_set", PointDataset(*self.draw(split, n, generator)))
+                setattr(self, f"{split}_set", PointDataset(*self.draw(split, n * self.pack, generator), self.pack))
 
 
 class MixtureLayout:
@@ -128,7 +151,7 @@ class Grid(MixtureLayout):
 
 class GaussianMixtureDataModule(PointDataModule):
     """Equal-weight mixture of isotropic Gaussians, each with standard deviation `std` (0.02 by
-    default, as in VEEGAN and PacGAN), around the centres of `layout` (`Ring` or `Grid`, by class).
+    default, VEEGAN's), around the centres of `layout` (`Ring` or `Grid`, by class).
 
         data:
           class_path: lightning_dgm.datamodules.GaussianMixtureDataModule
@@ -137,10 +160,15 @@ class GaussianMixtureDataModule(PointDataModule):
               class_path: lightning_dgm.datamodules.Grid
               init_args: {size: 5, spacing: 2.0}
 
+    PacGAN's official mixtures are options, written out in configs/pacgan_{ring,grid}.yaml:
+    its ring is `Ring(num_modes=8, radius=1.0)` with std 0.01, its grid `Grid(size=5, spacing=2.0)`
+    with std 0.05 (github.com/fjxmlzn/PacGAN, synthetic_data_experiments/2DRing_GAN&PacGAN/config.py
+    and 2DGrid_GAN&PacGAN/config.py); VEEGAN's, the defaults, have std 0.02 and a ring of radius 2.
+
     Args:
         layout: where the components sit (default: VEEGAN's ring of 8 with radius 2).
         std: standard deviation of every component, per coordinate.
-        num_train, num_val, num_test, batch_size: as in `PointDataModule`.
+        num_train, num_val, num_test, batch_size, pack: as in `PointDataModule`.
     """
 
     def __init__(
@@ -153,8 +181,9 @@ class GaussianMixtureDataModule(PointDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         seed: int = 0,
+        pack: int = 1,
     ) -> None:
-        super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed)
+        super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed, pack)
         if std <= 0:
             raise ValueError(f"std must be positive, got {std}")
         centres = layout.centres()  # checked now, so a bad layout fails here rather than in setup

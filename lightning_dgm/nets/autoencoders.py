@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -22,10 +23,14 @@ def _check_codes(name: str, z: Tensor, latent_dim: int) -> None:
         raise ValueError(f"{name} expects codes of shape (N, {latent_dim}), got {tuple(z.shape)}")
 
 
-def _mlp(in_features: int, hidden_dims: Sequence[int], out_features: int) -> list[nn.Module]:
+#: hidden units of the MLPs, by name (the IWAE paper's VAE uses tanh)
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _mlp(in_features: int, hidden_dims: Sequence[int], out_features: int, activation: str = "relu") -> list[nn.Module]:
     layers: list[nn.Module] = []
     for width in hidden_dims:
-        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
         in_features = width
     return [*layers, nn.Linear(in_features, out_features)]
 
@@ -49,7 +54,8 @@ class _Encoder(nn.Module):
 class MLPEncoder(_Encoder):
     """Images (N, *image_shape) -> (N, latent_dim), or (N, 2 * latent_dim) for a Gaussian posterior.
 
-    The IWAE paper's one-stochastic-layer VAE is hidden_dims (200, 200), latent_dim 50.
+    The IWAE paper's one-stochastic-layer VAE is hidden_dims (200, 200), latent_dim 50, tanh.
+    `activation` names the hidden units: "relu" or "tanh".
     """
 
     def __init__(
@@ -58,24 +64,27 @@ class MLPEncoder(_Encoder):
         hidden_dims: Sequence[int] = (200, 200),
         latent_dim: int = 20,
         gaussian_posterior: bool = False,
+        activation: Literal["relu", "tanh"] = "relu",
     ) -> None:
         super().__init__(image_shape, latent_dim, gaussian_posterior)
-        self.net = nn.Sequential(nn.Flatten(), *_mlp(math.prod(self.image_shape), hidden_dims, self.out_features))
+        layers = _mlp(math.prod(self.image_shape), hidden_dims, self.out_features, activation)
+        self.net = nn.Sequential(nn.Flatten(), *layers)
 
 
 class MLPDecoder(nn.Module):
-    """Codes (N, latent_dim) -> unbounded outputs (N, *image_shape)."""
+    """Codes (N, latent_dim) -> unbounded outputs (N, *image_shape); hidden units "relu" or "tanh"."""
 
     def __init__(
         self,
         latent_dim: int = 20,
         hidden_dims: Sequence[int] = (200, 200),
         image_shape: tuple[int, int, int] = (1, 28, 28),
+        activation: Literal["relu", "tanh"] = "relu",
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
-        self.net = nn.Sequential(*_mlp(latent_dim, hidden_dims, math.prod(self.image_shape)))
+        self.net = nn.Sequential(*_mlp(latent_dim, hidden_dims, math.prod(self.image_shape), activation))
 
     def forward(self, z: Tensor) -> Tensor:
         _check_codes("MLPDecoder", z, self.latent_dim)
