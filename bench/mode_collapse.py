@@ -170,7 +170,7 @@ class Run:
             done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, preexec_fn=_nice)
             if done.returncode:
                 raise RuntimeError(f"predict failed for {self.folder}:\n{done.stderr[-2000:]}")
-        points = torch.load(samples)["images"].reshape(-1, 2)
+        points = torch.load(samples, weights_only=True)["images"].reshape(-1, 2)
         modes, std = _mixture(self.data)
         return float(mode_coverage(count_modes(points, modes, std), min_count=1).modes_covered)
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from jsonargparse import Namespace
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import nn
 
+from lightning_dgm.callbacks.safety import EXIT_CODES, NonFiniteGuard, ResumeCheckpoint
 from lightning_dgm.callbacks.sample_writer import SampleWriter
+from lightning_dgm.checkpoints import AtomicCheckpointIO, config_mismatches, read_checkpoint
+from lightning_dgm.errors import DEBUG_ENV, CheckpointError, ConfigError, UserError, one_line
 from lightning_dgm.models.translation import TranslationSystem
-from lightning_dgm.runs import resolve_run_dir, wandb_offline_fallback
+from lightning_dgm.runs import config_name, make_run_dir, previous_wandb_id, resolve_run_dir, wandb_offline_fallback
 
 #: Datamodule facts that flow into the model and its networks wherever an argument has the name.
 DATA_FACTS = ("image_shape", "num_classes")
@@ -24,12 +34,14 @@ _FOLDER_LOGGERS = (TensorBoardLogger, CSVLogger)
 
 
 class RunConfig(SaveConfigCallback):
-    """The resolved config in the run folder: `config.yaml` for fit, `<stage>_config.yaml` otherwise."""
+    """This invocation's resolved config in the run folder, under a name no earlier command used
+    (`lightning_dgm.runs.config_name`): `config.yaml` of the first fit holds no ckpt_path, so
+    re-running it starts a new run instead of continuing (and overwriting) this one."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         stage = getattr(stage, "value", stage)  # Lightning passes TrainerFn, a str Enum
-        if stage != "fit":
-            self.config_filename = f"{stage}_config.yaml"
+        if not self.already_saved:
+            self.config_filename = config_name(Path(trainer.default_root_dir), stage, trainer.ckpt_path is not None)
         super().setup(trainer, pl_module, stage)
 
 
@@ -44,6 +56,16 @@ def _is_subclass(class_path: str, base: type | tuple[type, ...]) -> bool:
     except (ImportError, AttributeError, ValueError):
         return False
     return isinstance(cls, type) and issubclass(cls, base)
+
+
+def _network_argument(argument: str, model: Namespace) -> bool:
+    """Whether `argument` (model.init_args.<name>.init_args...) configures one of the system's networks:
+    something its weights were built with, unlike a loss weight, an optimizer or an evaluation knob."""
+    parts = argument.split(".")
+    if len(parts) < 4 or parts[:2] != ["model", "init_args"]:
+        return False
+    component = model.init_args.get(parts[2]) if isinstance(model.init_args, Namespace) else None
+    return isinstance(component, Namespace) and _is_subclass(str(component.get("class_path")), nn.Module)
 
 
 def _accepts(class_path: str, argument: str) -> bool:
@@ -66,15 +88,26 @@ class LightningDGMCLI(LightningCLI):
     * `image_shape` and `num_classes` of the datamodule are linked (at instantiation) into the
       system and into each injected network whose constructor takes them;
     * every run writes into its own run folder (see `lightning_dgm.runs`);
-    * W&B falls back to offline mode when no API key is configured;
+    * W&B falls back to offline mode when no API key is configured or the server does not
+      answer within seconds; a resumed run continues its W&B run;
+    * a `--ckpt_path` is read safely and must match the config's model (`lightning_dgm.checkpoints`);
+      `predict` refuses to sample an untrained model unless `--untrained true`;
+    * every run gets `NonFiniteGuard` and `ResumeCheckpoint` (`lightning_dgm.callbacks.safety`)
+      unless its config lists them, and writes checkpoints atomically;
     * `predict` makes `sample_writer.num_samples` samples and writes them with `SampleWriter`;
       translation systems translate the test split instead (`sample_writer.output_dir`,
       `write_png` apply; the count is the split's).
     """
 
+    #: the newest instance, for `main` to clean up after a failure inside the constructor
+    latest: LightningDGMCLI | None = None
+
     def __init__(self, args: Any = None, run: bool = True) -> None:
+        LightningDGMCLI.latest = self
         self.run_dir: Path | None = None
-        self._wandb_offline = False
+        self.created_run_dir = False
+        self._wandb_offline: str | None = None
+        self._command_line: list[str] = []
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -89,6 +122,56 @@ class LightningDGMCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(SampleWriter, "sample_writer")
+        parser.add_argument(
+            "--untrained", type=bool, default=False, help="predict: sample the model as built, without --ckpt_path"
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if isinstance(args, list | tuple) or args is None:
+            self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        super().parse_arguments(parser, args)
+
+    def _flag_given(self, argument: str) -> bool:
+        """Whether the command line set `argument` (written with or without `init_args`)."""
+        short = argument.replace(".init_args", "")
+        flags = {a[2:].split("=", 1)[0].replace(".init_args", "") for a in self._command_line if a.startswith("--")}
+        return any(short == f or short.startswith(f + ".") for f in flags)
+
+    def _parse_ckpt_path(self) -> None:
+        """Reads `--ckpt_path` safely and checks it against the config before LightningCLI lets the
+        checkpoint's hyperparameters replace the config's model."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
+            if subcommand == "predict" and not config.get("untrained"):
+                raise ConfigError(
+                    "predict needs --ckpt_path <run folder>/checkpoints/last.ckpt (add --untrained true to "
+                    "sample the model as built, untrained)"
+                )
+            return
+        checkpoint = read_checkpoint(ckpt_path)
+        mismatches = config_mismatches(checkpoint, config.get("model"))
+        del checkpoint
+        flagged = [m for m in mismatches if self._flag_given(m[0])]
+        # A different class, or a network argument the user asked for, cannot be honoured by these weights.
+        wrong = [m for m in mismatches if m[0].endswith("class_path")]
+        wrong += [m for m in flagged if _network_argument(m[0], config.model)]
+        for argument, saved, asked in wrong:
+            raise CheckpointError(
+                f"{ckpt_path} does not match the command: {argument} is {saved} in the checkpoint but {asked} "
+                "in the command; use the run's own config (<run folder>/config.yaml) or a checkpoint of this model"
+            )
+        super()._parse_ckpt_path()
+        config = self.config[subcommand]
+        for argument, saved, asked in mismatches:
+            if (argument, saved, asked) in flagged:  # a training or evaluation knob the user set: theirs wins
+                config[argument] = asked
+                rank_zero_info(f"{argument}: {asked!r} from the command line (the checkpoint has {saved!r})")
+            else:
+                rank_zero_info(f"{argument}: the checkpoint's {saved!r} is used (the config says {asked!r})")
 
     def _subcommand_config(self) -> Namespace:
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -96,7 +179,8 @@ class LightningDGMCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
         self._link_data_facts(config)
-        self.run_dir = resolve_run_dir(config.trainer.default_root_dir or "runs", config.get("ckpt_path"))
+        ckpt_path = config.get("ckpt_path")
+        self.run_dir = resolve_run_dir(config.trainer.default_root_dir or "runs", ckpt_path)
         for logger in _loggers(config.trainer.logger):
             if "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.run_dir)
@@ -104,6 +188,10 @@ class LightningDGMCLI(LightningCLI):
                 logger.init_args.name, logger.init_args.version = "", ""
             if _is_subclass(logger.class_path, WandbLogger):
                 self._wandb_offline = wandb_offline_fallback()
+                previous = previous_wandb_id(self.run_dir) if ckpt_path and self.subcommand == "fit" else None
+                if previous and not logger.init_args.get("id") and not logger.init_args.get("version"):
+                    logger.init_args.id = previous  # the resumed run continues its W&B run
+                    logger.init_args.resume = "allow"
 
     def _link_data_facts(self, config: Namespace) -> None:
         """Links only where the chosen classes take the argument, so any system and network fits."""
@@ -124,13 +212,22 @@ class LightningDGMCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(default_root_dir=str(self.run_dir), **kwargs)
+        for guard in (NonFiniteGuard, ResumeCheckpoint):  # on in every run; a config may list its own
+            if not any(isinstance(c, guard) for c in trainer.callbacks):
+                trainer.callbacks.append(guard())
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default writer
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / "checkpoints")
+            last = Path(callback.dirpath) / "last.ckpt"
+            if callback.save_last and last.is_file():  # a resumed (or moved) run keeps writing last.ckpt,
+                callback.last_model_path = str(last)  # not last-v1.ckpt beside a stale one
+        self.created_run_dir = make_run_dir(self.run_dir)
         rank_zero_info(f"Run folder: {self.run_dir}")
         if self._wandb_offline:
             rank_zero_info(
-                f"W&B: no API key found, logging offline to {self.run_dir / 'wandb'}; "
+                f"W&B: {self._wandb_offline}, logging offline to {self.run_dir / 'wandb'}; "
                 f"upload later with `wandb sync {self.run_dir / 'wandb'}/offline-run-*`"
             )
         return trainer
@@ -158,5 +255,39 @@ class LightningDGMCLI(LightningCLI):
         rank_zero_info(f"Samples written to {writer.directory(self.trainer)}")
 
 
+def _remove_unused_run_dir(cli: LightningDGMCLI | None) -> None:
+    """After a failure: the run folder this command made goes again if nothing was trained or saved in it."""
+    if cli is None or not cli.created_run_dir or cli.run_dir is None or not cli.run_dir.is_dir():
+        return
+    trainer = getattr(cli, "trainer", None)
+    if trainer is not None and trainer.global_step > 0 or any(cli.run_dir.rglob("*.ckpt")):
+        return
+    shutil.rmtree(cli.run_dir, ignore_errors=True)
+
+
 def main(args: Any = None) -> None:
-    LightningDGMCLI(args=args)
+    """The CLI with the framework's exit codes (see `lightning_dgm.errors`): errors the user can fix
+    are one line on stderr (LIGHTNING_DGM_DEBUG=1 shows the traceback), and an interrupted run says
+    how to resume it."""
+    LightningDGMCLI.latest = None
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")  # ours skip what was consumed
+    try:
+        LightningDGMCLI(args=args)
+    except (UserError, MisconfigurationException) as error:
+        _remove_unused_run_dir(LightningDGMCLI.latest)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 2))
+    except SystemExit as stop:
+        cli = LightningDGMCLI.latest
+        trainer = getattr(cli, "trainer", None)
+        if trainer is not None and getattr(trainer, "received_sigterm", False):  # Lightning stopped outside a batch
+            print("error: interrupted by SIGTERM before a checkpoint could be saved at a batch end", file=sys.stderr)
+            sys.exit(EXIT_CODES["SIGTERM"])
+        if stop.code not in (0, None):
+            _remove_unused_run_dir(cli)
+        raise
+    except BaseException:
+        _remove_unused_run_dir(LightningDGMCLI.latest)
+        raise

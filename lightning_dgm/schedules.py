@@ -7,6 +7,8 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from lightning_dgm.errors import ConfigError
+
 
 class LinearDecayLR(LambdaLR):
     """pix2pix / CycleGAN's "linear" policy (Isola et al. 2017; Zhu et al. 2017, sec. 7.1): the
@@ -22,7 +24,7 @@ class LinearDecayLR(LambdaLR):
         self, optimizer: Optimizer, constant_epochs: int = 100, decay_epochs: int = 100, last_epoch: int = -1
     ) -> None:
         if constant_epochs < 0 or decay_epochs < 0:
-            raise ValueError(f"constant_epochs and decay_epochs must be >= 0, got {constant_epochs}, {decay_epochs}")
+            raise ConfigError(f"constant_epochs and decay_epochs must be >= 0, got {constant_epochs}, {decay_epochs}")
         self.constant_epochs, self.decay_epochs = constant_epochs, decay_epochs
         super().__init__(optimizer, self.factor, last_epoch=last_epoch)
 
@@ -60,7 +62,7 @@ class GeometricStagesLR(LambdaLR):
         last_epoch: int = -1,
     ) -> None:
         if stages < 1 or stage_growth < 1 or decay_stages <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"need stages >= 1, stage_growth >= 1, decay_stages > 0, got {stages}, {stage_growth}, {decay_stages}"
             )
         self.stages, self.stage_growth, self.decay_stages, self.decimals = stages, stage_growth, decay_stages, decimals

@@ -37,6 +37,8 @@ import os
 
 import torch
 
+from lightning_dgm.errors import ConfigError
+
 NOISE = "noise"
 EVALUATION = "evaluation"
 REPARAMETERIZATION = "reparameterization"
@@ -61,7 +63,7 @@ def derive_seed(*parts: int | str) -> int:
     True
     """
     if not parts:
-        raise ValueError("derive_seed needs at least one part")
+        raise ConfigError("derive_seed needs at least one part")
     text = "\x1f".join(f"{type(p).__name__}:{p}" for p in parts)  # "int:3" and "str:3" differ
     if any(not isinstance(p, (int, str)) or isinstance(p, bool) for p in parts):
         raise TypeError(f"derive_seed takes ints and strings, got {parts!r}")

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
+
 
 # -- batches --------------------------------------------------------------------------------------
 class ImageBatch(NamedTuple):
@@ -90,16 +92,16 @@ def signed_unit_to_unit(images: Tensor) -> Tensor:
 def check_shape(x: Tensor, shape: tuple[int, ...], who: str, what: str = "images") -> None:
     """One clear error when a batch (N, *shape) has other per-item dimensions than `who` was built for."""
     if tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"{who} was built for {what} of shape {tuple(shape)}, got {tuple(x.shape[1:])}")
+        raise ConfigError(f"{who} was built for {what} of shape {tuple(shape)}, got {tuple(x.shape[1:])}")
 
 
 def check_labels(labels: Tensor | None, n: int, num_classes: int, who: str) -> None:
     """One clear error for missing, mis-shaped or out-of-range labels (nn.Embedding's own is an
     IndexError on CPU and a device-side assert on GPU)."""
     if labels is None:
-        raise ValueError(f"{who} is class-conditional: pass labels, int64 of shape ({n},) in [0, {num_classes})")
+        raise ConfigError(f"{who} is class-conditional: pass labels, int64 of shape ({n},) in [0, {num_classes})")
     if labels.shape != (n,) or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(
+        raise ConfigError(
             f"{who} expects labels of shape ({n},) and an integer dtype, got {tuple(labels.shape)} {labels.dtype}"
         )
     check_label_range(labels, num_classes, f"{who} expects labels in [0, {num_classes}), got values in")
@@ -108,7 +110,7 @@ def check_labels(labels: Tensor | None, n: int, num_classes: int, who: str) -> N
 def check_label_range(labels: Tensor, num_classes: int, message: str, advice: str = "") -> None:
     """ValueError "<message> [min, max]<advice>" when a label lies outside [0, num_classes)."""
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"{message} [{int(labels.min())}, {int(labels.max())}]{advice}")
+        raise ConfigError(f"{message} [{int(labels.min())}, {int(labels.max())}]{advice}")
 
 
 __all__ = [

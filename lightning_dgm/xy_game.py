@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from lightning_dgm.errors import ConfigError
+
 
 def play(x0: float, y0: float, lr: float, steps: int, alternating: bool) -> torch.Tensor:
     """Trajectory of the two players from (x0, y0), shape (steps + 1, 2), float64, start included.
@@ -116,9 +118,9 @@ def main(lr: float = 0.1, steps: int = 200, x0: float = 1.0, y0: float = 1.0, ou
         output: where to write the PNG; parent folders are created.
     """
     if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}; pass e.g. --lr 0.1")
+        raise ConfigError(f"lr must be positive, got {lr}; pass e.g. --lr 0.1")
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}; pass e.g. --steps 200")
+        raise ConfigError(f"steps must be at least 1, got {steps}; pass e.g. --steps 200")
 
     simultaneous = play(x0, y0, lr, steps, alternating=False)
     alternating = play(x0, y0, lr, steps, alternating=True)

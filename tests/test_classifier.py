@@ -96,6 +96,17 @@ class UnconditionalRealImages(RealImages):
     conditional = False
 
 
+def as_cli_checkpoint(path, class_path: str, **init_args) -> None:
+    """Rewrites a Trainer's checkpoint at `path` with the hyperparameters LightningCLI would have saved."""
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["hyper_parameters"] = {
+        **init_args,
+        "_class_path": class_path,
+        "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    }
+    torch.save(checkpoint, path)
+
+
 # -- the classifier ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -109,10 +120,17 @@ def trained(tmp_path_factory):
     fit = trainer(root, [ModelCheckpoint(dirpath=root, save_last=True)], epochs=8, limit_val_batches=0)
     fit.fit(model, datamodule=digits())
     accuracy = fit.test(model, datamodule=fit.datamodule, verbose=False)[0]["test/acc"]
-    # A checkpoint names its system class as CLI runs' do (`_class_path`): load_classifier imports it by that.
-    checkpoint = torch.load(root / "last.ckpt", weights_only=False)
-    checkpoint["hyper_parameters"]["_class_path"] = "lightning_dgm.models.Classifier"
-    torch.save(checkpoint, root / "last.ckpt")
+    # Hyperparameters as a CLI run writes them (class paths and plain values, `_class_path` naming the
+    # system): load_classifier rebuilds from those with weights_only=True, never from pickled modules.
+    as_cli_checkpoint(
+        root / "last.ckpt",
+        "lightning_dgm.models.Classifier",
+        network={
+            "class_path": "lightning_dgm.nets.ConvClassifier",
+            "init_args": {"image_shape": [1, SIDE, SIDE], "num_classes": 10, "channels": [16, 32], "num_features": 32},
+        },
+        num_classes=10,
+    )
     return SimpleNamespace(checkpoint=root / "last.ckpt", model=model.eval(), accuracy=accuracy)
 
 
@@ -223,10 +241,18 @@ def test_load_classifier_errors_say_what_to_do(trained, tmp_path):
     run = trainer(tmp_path, limit_train_batches=1, limit_val_batches=0)
     run.fit(gan, datamodule=digits())
     run.save_checkpoint(tmp_path / "gan.ckpt")
+    with pytest.raises(ValueError, match="holds pickled Python objects, which are not loaded"):
+        ClassifierFeatures(str(tmp_path / "gan.ckpt"))  # a Trainer's own checkpoint pickles the injected nets
+    mlp = {"image_shape": [1, SIDE, SIDE], "hidden_dims": [16]}
+    as_cli_checkpoint(
+        tmp_path / "gan.ckpt",
+        "lightning_dgm.models.GAN",
+        generator={"class_path": "lightning_dgm.nets.MLPGenerator", "init_args": {"latent_dim": 8, **mlp}},
+        discriminator={"class_path": "lightning_dgm.nets.MLPDiscriminator", "init_args": mlp},
+    )
     with pytest.raises(
         ValueError,
-        match=r"not a Classifier checkpoint \(it holds a system with weights "
-        r"\['discriminator', 'generator'\]\)",
+        match=r"not a Classifier checkpoint \(it holds lightning_dgm.models.GAN, which has no int num_classes",
     ):
         ClassifierFeatures(str(tmp_path / "gan.ckpt"))
     torch.save(trained.model.state_dict(), tmp_path / "weights.pt")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from lightning_dgm.callbacks.images import epoch_due
 from lightning_dgm.callbacks.sources import this_ranks_samples
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.classes import ClassDistribution, load_classifier
 
 
@@ -50,12 +51,12 @@ class ClassMetrics(L.Callback):
         min_count: int = 1,
     ) -> None:
         if min(num_samples, every_n_epochs, batch_size, min_count) < 1:
-            raise ValueError("num_samples, every_n_epochs, batch_size and min_count must be at least 1")
+            raise ConfigError("num_samples, every_n_epochs, batch_size and min_count must be at least 1")
         if isinstance(classifier, (str, os.PathLike)):
             classifier = load_classifier(classifier)
         num_classes = getattr(classifier, "num_classes", None)
         if not isinstance(num_classes, int):
-            raise ValueError(
+            raise ConfigError(
                 f"ClassMetrics needs a classifier with an int `num_classes`, got "
                 f"{type(classifier).__name__}: pass a Classifier checkpoint path"
             )
@@ -73,18 +74,18 @@ class ClassMetrics(L.Callback):
         for source, owner in (("model", pl_module), ("data", datamodule)):
             classes = getattr(owner, "num_classes", None)
             if classes is not None and classes != self.num_classes:
-                raise ValueError(
+                raise ConfigError(
                     f"ClassMetrics: the classifier has {self.num_classes} classes but the {source} has "
                     f"{classes}: use a classifier trained on the model's data set"
                 )
         self._check_shape(getattr(datamodule, "image_shape", None), "the data has images of shape")
         if getattr(pl_module, "conditional", False) and getattr(pl_module, "num_classes", None) is None:
-            raise ValueError("ClassMetrics: a conditional system needs a `num_classes` attribute to be given labels")
+            raise ConfigError("ClassMetrics: a conditional system needs a `num_classes` attribute to be given labels")
         self.classifier.to(pl_module.device)
 
     def _check_shape(self, shape: tuple[int, ...] | None, what: str) -> None:
         if shape is not None and self.image_shape is not None and tuple(shape) != tuple(self.image_shape):
-            raise ValueError(
+            raise ConfigError(
                 f"ClassMetrics: the classifier takes images of shape {tuple(self.image_shape)}, but "
                 f"{what} {tuple(shape)}: use a classifier trained on the model's data set"
             )

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lightning_dgm.callbacks.images import epoch_due
 from lightning_dgm.callbacks.real_features import RealFeatureCache, describe
 from lightning_dgm.callbacks.sources import ImageSource
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.distances import feature_sums, statistics_from_sums
 from lightning_dgm.metrics.features import FeaturesAndLogits
 from lightning_dgm.metrics.generated import GeneratedSet
@@ -56,31 +57,31 @@ class DistributionMetrics(L.Callback):
         who = type(self).__name__
         metrics = list(metrics)
         if min(every_n_epochs, batch_size) < 1:
-            raise ValueError(f"every_n_epochs and batch_size must be at least 1, got {every_n_epochs}, {batch_size}")
+            raise ConfigError(f"every_n_epochs and batch_size must be at least 1, got {every_n_epochs}, {batch_size}")
         for metric in metrics:
             if not isinstance(metric, SampleMetric):
                 hint = ": pass an instance, e.g. FrechetDistance()" if isinstance(metric, type) else ""
-                raise ValueError(
+                raise ConfigError(
                     f"{who} supports lightning_dgm.metrics.SampleMetric instances (FrechetDistance(), "
                     f"KernelDistance(), InceptionScore(), ...), got {metric!r}{hint}"
                 )
         outputs = [name for metric in metrics for name in metric.outputs]
         if not metrics or len(set(outputs)) != len(outputs):
-            raise ValueError(f"{who} needs at least one metric, and no two that log the same name, got {metrics}")
+            raise ConfigError(f"{who} needs at least one metric, and no two that log the same name, got {metrics}")
         for name, module in (("feature", feature), ("classifier", classifier)):
             if module is not None and not isinstance(getattr(module, "num_features", None), int):
-                raise ValueError(
+                raise ConfigError(
                     f"{name} needs an int `num_features`: wrap the network in "
                     f"lightning_dgm.metrics.ImageFeatures(network, num_features=...)"
                 )
         for metric in metrics:
             if metric.needs & FEATURE_INPUTS and feature is None:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(metric).__name__} needs image features: pass feature= (e.g. InceptionFeatures()), "
                     "or leave it out of metrics"
                 )
             if Input.GENERATED_LOGITS in metric.needs and classifier is None:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(metric).__name__} needs class logits: pass classifier= (e.g. "
                     "InceptionFeatures(feature='logits_unbiased')), or leave it out of metrics"
                 )
@@ -98,7 +99,7 @@ class DistributionMetrics(L.Callback):
     def _check_datamodule(self, trainer: L.Trainer) -> L.LightningDataModule:
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "evaluation_batches"):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} reads real images through the datamodule's evaluation_batches(): "
                 f"pass a lightning_dgm datamodule, got {type(datamodule).__name__}"
             )
@@ -130,7 +131,7 @@ class DistributionMetrics(L.Callback):
         same values. A collective under DDP: call it on every rank."""
         num_generated = self.source.num_generated(trainer.datamodule, split)
         if num_generated < trainer.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.source.describe_generated(split, num_generated)} leave some of the {trainer.world_size} "
                 "processes without images: generate at least one per process"
             )

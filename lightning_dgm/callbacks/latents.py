@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure, write_grid
+from lightning_dgm.errors import ConfigError
 
 _ENCODE_BATCH = 256  # inference only (no activations kept), so larger than a training batch is fine
 
@@ -34,7 +35,7 @@ def manifold_latents(grid_size: int) -> Tensor:
     z1 grows along columns (left to right), z2 along rows from bottom to top, as on a plot's axes.
     """
     if grid_size < 1:
-        raise ValueError(f"grid_size must be at least 1, got {grid_size}")
+        raise ConfigError(f"grid_size must be at least 1, got {grid_size}")
     z = Normal(0.0, 1.0).icdf((torch.arange(grid_size, dtype=torch.float32) + 0.5) / grid_size)
     z2, z1 = torch.meshgrid(z.flip(0), z, indexing="ij")  # row 0 is the top, so it holds the largest z2
     return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
@@ -55,7 +56,7 @@ def _split(trainer: L.Trainer, name: str, who: str, min_size: int = 1):
     size = datamodule.split_size(name) if hasattr(datamodule, "evaluation_batches") else None
     if size is None or size < min_size:
         got = "none" if size is None else size
-        raise ValueError(
+        raise ConfigError(
             f"{who} needs at least {min_size} images in the datamodule's {name}_set, got {got} "
             f"(use an image datamodule; for validation images set data.val_size)"
         )
@@ -104,7 +105,7 @@ class _Pictures(L.Callback):
 
     def __init__(self, every_n_epochs: int) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
+            raise ConfigError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -132,7 +133,7 @@ class Reconstructions(_Pictures):
     def __init__(self, num_images: int = 8, every_n_epochs: int = 1) -> None:
         super().__init__(every_n_epochs)
         if num_images < 1:
-            raise ValueError(f"num_images must be at least 1, got {num_images}")
+            raise ConfigError(f"num_images must be at least 1, got {num_images}")
         self.num_images = num_images
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
@@ -151,7 +152,7 @@ class LatentInterpolation(_Pictures):
     def __init__(self, num_pairs: int = 4, steps: int = 10, every_n_epochs: int = 1, seed: int = 0) -> None:
         super().__init__(every_n_epochs)
         if num_pairs < 1 or steps < 2:
-            raise ValueError(f"need num_pairs >= 1 and steps >= 2 (both ends), got {num_pairs} and {steps}")
+            raise ConfigError(f"need num_pairs >= 1 and steps >= 2 (both ends), got {num_pairs} and {steps}")
         self.num_pairs, self.steps, self.seed = num_pairs, steps, seed
 
     def pairs(self, num_images: int) -> tuple[Tensor, Tensor]:
@@ -182,13 +183,13 @@ class LatentManifold(_Pictures):
     def __init__(self, grid_size: int = 20, num_points: int = 5000, every_n_epochs: int = 1) -> None:
         super().__init__(every_n_epochs)
         if grid_size < 1 or num_points < 1:
-            raise ValueError(f"need grid_size >= 1 and num_points >= 1, got {grid_size} and {num_points}")
+            raise ConfigError(f"need grid_size >= 1 and num_points >= 1, got {grid_size} and {num_points}")
         self.grid_size, self.num_points = grid_size, num_points
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if pl_module.latent_dim != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"LatentManifold draws a 2-D latent space, but latent_dim is {pl_module.latent_dim}; "
                 f"remove the callback or use latent_dim: 2"
             )
@@ -237,7 +238,7 @@ class LatentClassifier(L.Callback):
 
     def __init__(self, max_train: int = 10000, max_iter: int = 1000, seed: int = 0) -> None:
         if max_train < 1 or max_iter < 1:
-            raise ValueError(f"need max_train >= 1 and max_iter >= 1, got {max_train} and {max_iter}")
+            raise ConfigError(f"need max_train >= 1 and max_iter >= 1, got {max_train} and {max_iter}")
         self.max_train, self.max_iter, self.seed = max_train, max_iter, seed
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure
 from lightning_dgm.callbacks.sources import this_ranks_samples
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.modes import ModeCoverage
 
 
@@ -19,7 +20,7 @@ def _datamodule_modes(trainer: L.Trainer, who: str):
     datamodule = trainer.datamodule
     modes = getattr(datamodule, "modes", None)
     if modes is None or getattr(datamodule, "std", None) is None:
-        raise ValueError(
+        raise ConfigError(
             f"{who} needs data with known modes and std (GaussianMixtureDataModule, with a Ring or Grid "
             f"layout); {type(datamodule).__name__} has none"
         )
@@ -42,7 +43,7 @@ class ModeCoverageMonitor(L.Callback):
 
     def __init__(self, num_samples: int = 2500, seed: int = 0, num_std: float = 3.0, min_count: int = 20) -> None:
         if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+            raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
         self.num_samples, self.seed, self.num_std, self.min_count = num_samples, seed, num_std, min_count
         self.metric: ModeCoverage | None = None
 
@@ -88,7 +89,7 @@ class PointsPlot(L.Callback):
 
     def __init__(self, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 0, resolution: int = 100) -> None:
         if num_samples < 1 or every_n_epochs < 1 or resolution < 2:
-            raise ValueError("need num_samples >= 1, every_n_epochs >= 1 and resolution >= 2")
+            raise ConfigError("need num_samples >= 1, every_n_epochs >= 1 and resolution >= 2")
         self.num_samples, self.every_n_epochs, self.seed, self.resolution = (
             num_samples,
             every_n_epochs,
@@ -99,14 +100,14 @@ class PointsPlot(L.Callback):
     def _density(self, trainer: L.Trainer) -> tuple[np.ndarray, np.ndarray, list[float]]:
         datamodule = trainer.datamodule
         if not hasattr(datamodule, "evaluation_batches"):
-            raise ValueError(
+            raise ConfigError(
                 f"PointsPlot draws the training points of a point datamodule (GaussianMixtureDataModule, "
                 f"CSVPointDataModule, ...); {type(datamodule).__name__} has no evaluation_batches()"
             )
         # 2-D points are small (100,000 are 800 kB): read them in few, large batches.
         points = torch.cat([batch.image for batch in datamodule.evaluation_batches("train", batch_size=100_000)])
         if points.dim() != 2 or points.shape[1] != 2:
-            raise ValueError(f"PointsPlot draws 2-D points, but the data has shape {tuple(points.shape[1:])}")
+            raise ConfigError(f"PointsPlot draws 2-D points, but the data has shape {tuple(points.shape[1:])}")
         low, high = points.amin(dim=0), points.amax(dim=0)
         pad = ((high - low) * 0.1).clamp(min=0.5)
         extent = [float(low[0] - pad[0]), float(high[0] + pad[0]), float(low[1] - pad[1]), float(high[1] + pad[1])]

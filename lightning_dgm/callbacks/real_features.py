@@ -28,6 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.features import fingerprint
 from lightning_dgm.types import signed_unit_to_uint8
 
@@ -52,7 +53,7 @@ def data_settings(datamodule: L.LightningDataModule) -> dict[str, str]:
     path is keyed by where it points (a relative one names other data in another working directory)."""
     hparams = dict(getattr(datamodule, "hparams", None) or {})
     if not hparams:
-        raise ValueError(
+        raise ConfigError(
             f"the real-feature cache is keyed by the datamodule's init arguments, but {type(datamodule).__name__} "
             "records none in `hparams`: call `self.save_hyperparameters()` in its __init__"
         )
@@ -150,7 +151,7 @@ class RealFeatureCache:
         if trainer.strategy.reduce_boolean_decision(path.is_file(), all=True):
             cached = torch.load(path, map_location="cpu", weights_only=True)
             if cached.get("key") != key:
-                raise ValueError(f"real-feature cache {path} was made for another setting: delete it")
+                raise ConfigError(f"real-feature cache {path} was made for another setting: delete it")
             rank_zero_info(f"real {split} features loaded from {path}")
             return cached["features"]
         device = trainer.lightning_module.device

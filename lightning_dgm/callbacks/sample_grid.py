@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.errors import ConfigError
 
 
 class SampleGrid(L.Callback):
@@ -28,7 +29,7 @@ class SampleGrid(L.Callback):
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0) -> None:
         if num_samples < 1 or every_n_epochs < 1:
-            raise ValueError("num_samples and every_n_epochs must be at least 1")
+            raise ConfigError("num_samples and every_n_epochs must be at least 1")
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.seed = seed

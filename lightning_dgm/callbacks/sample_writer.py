@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.utils import save_image
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import SampleRequest, Samples
 
 
@@ -78,7 +79,7 @@ class SampleWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+            raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
         self.num_samples, self.output_dir = num_samples, output_dir
         self.batch_size, self.seed, self.write_png = batch_size, seed, write_png
         self._parts: list[Samples] = []

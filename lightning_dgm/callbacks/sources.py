@@ -19,6 +19,7 @@ from torch import Tensor
 
 from lightning_dgm.callbacks.images import evaluating
 from lightning_dgm.callbacks.real_features import shard_of_split
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import Samples
 
 
@@ -43,7 +44,7 @@ def generated_samples(
     conditional = getattr(pl_module, "conditional", False)
     num_classes = getattr(pl_module, "num_classes", None)
     if conditional and not (isinstance(num_classes, int) and num_classes >= 1):
-        raise ValueError(
+        raise ConfigError(
             f"{type(pl_module).__name__} is conditional but has no int `num_classes` >= 1 "
             f"(got {num_classes!r}): set it so that samples can be drawn class by class"
         )
@@ -103,16 +104,16 @@ class SampledImages(ImageSource):
 
     def __init__(self, num_samples: int, num_real_samples: int | None, batch_size: int, seed: int) -> None:
         if num_samples < 1 or batch_size < 1:
-            raise ValueError(f"num_samples and batch_size must be at least 1, got {num_samples} and {batch_size}")
+            raise ConfigError(f"num_samples and batch_size must be at least 1, got {num_samples} and {batch_size}")
         if num_real_samples is not None and num_real_samples < 2:
-            raise ValueError(f"num_real_samples must be at least 2 (None: the whole split), got {num_real_samples}")
+            raise ConfigError(f"num_real_samples must be at least 2 (None: the whole split), got {num_real_samples}")
         self.num_samples, self.num_real_samples = num_samples, num_real_samples
         self.batch_size, self.seed = batch_size, seed
 
     def num_real(self, datamodule: L.LightningDataModule, split: str) -> int:
         size = datamodule.split_size(split)
         if self.num_real_samples is not None and self.num_real_samples > size:
-            raise ValueError(f"num_real_samples={self.num_real_samples}, but the {split} split has {size} images")
+            raise ConfigError(f"num_real_samples={self.num_real_samples}, but the {split} split has {size} images")
         return self.num_real_samples or size
 
     def num_generated(self, datamodule: L.LightningDataModule, split: str) -> int:
@@ -140,13 +141,13 @@ class Translations(ImageSource):
 
     def __init__(self, batch_size: int, seed: int) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.seed = batch_size, seed
 
     @staticmethod
     def domain_sizes(datamodule: L.LightningDataModule, split: str) -> tuple[int, int]:
         if not hasattr(datamodule, "domain_sizes"):
-            raise ValueError(
+            raise ConfigError(
                 "TranslationMetrics scores translations of a split's source images against its target images: "
                 f"use a translation datamodule (with domain_sizes(split)), got {type(datamodule).__name__}"
             )

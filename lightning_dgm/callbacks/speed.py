@@ -20,6 +20,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from lightning_dgm.errors import ConfigError
+
 
 def networks(pl_module: L.LightningModule, names: Sequence[str] | None) -> dict[str, nn.Module]:
     """The system's networks: its direct submodules with parameters (generator, discriminator, ...),
@@ -29,7 +31,7 @@ def networks(pl_module: L.LightningModule, names: Sequence[str] | None) -> dict[
         return children
     missing = [name for name in names if name not in children]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{type(pl_module).__name__} has no network {', '.join(missing)}; its networks are {', '.join(children)}"
         )
     return {name: children[name] for name in names}

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import ImagePair
 
 
@@ -27,7 +28,7 @@ class TranslationGrid(L.Callback):
 
     def __init__(self, num_images: int = 4, every_n_epochs: int = 1) -> None:
         if num_images < 1 or every_n_epochs < 1:
-            raise ValueError("num_images and every_n_epochs must be at least 1")
+            raise ConfigError("num_images and every_n_epochs must be at least 1")
         self.num_images = num_images
         self.every_n_epochs = every_n_epochs
         self._batch: ImagePair | None = None
@@ -37,13 +38,13 @@ class TranslationGrid(L.Callback):
         if self._batch is None:
             datamodule = trainer.datamodule
             if not hasattr(datamodule, "evaluation_batches"):
-                raise ValueError(
+                raise ConfigError(
                     "TranslationGrid draws its inputs from the datamodule's evaluation_batches('val'): "
                     "train with a translation datamodule (PairedDataModule, UnpairedDataModule, ...)"
                 )
             count = min(self.num_images, datamodule.split_size("val"))
             if count == 0:
-                raise ValueError(
+                raise ConfigError(
                     "TranslationGrid: the validation split is empty; give the datamodule validation images"
                 )
             self._batch = ImagePair(*next(datamodule.evaluation_batches("val", count, batch_size=count)))

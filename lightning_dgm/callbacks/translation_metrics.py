@@ -8,6 +8,7 @@ from torch import nn
 
 from lightning_dgm.callbacks.distribution_metrics import DistributionMetrics
 from lightning_dgm.callbacks.sources import Translations
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.scores import FrechetDistance, Input, KernelDistance, SampleMetric
 
 
@@ -46,7 +47,7 @@ class TranslationMetrics(DistributionMetrics):
         if metrics is None:
             metrics = (FrechetDistance(), KernelDistance(subset_size=50))
         if any(Input.GENERATED_LOGITS in getattr(metric, "needs", ()) for metric in metrics):
-            raise ValueError(
+            raise ConfigError(
                 "TranslationMetrics compares translations with the target domain: use metrics on features "
                 "(FrechetDistance, KernelDistance)"
             )

@@ -12,6 +12,7 @@ from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_dgm.datamodules.base import one_line
+from lightning_dgm.errors import ConfigError, MissingFileError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _MARKER = ".extracted"  # written into an extracted archive's folder once every file is out
@@ -27,13 +28,13 @@ def extract(archive: Path, into: Path) -> Path:
     """
     archive = archive.expanduser().resolve()
     if not archive.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"archive {archive} not found; set data.archive to an existing .tar.gz of image folders, "
             f"or leave it unset and point data.train_dir at an unpacked folder"
         )
     suffix = next((suffix for suffix in ARCHIVE_SUFFIXES if archive.name.endswith(suffix)), None)
     if suffix is None:
-        raise ValueError(f"archive {archive} is not a {'/'.join(ARCHIVE_SUFFIXES)} file")
+        raise ConfigError(f"archive {archive} is not a {'/'.join(ARCHIVE_SUFFIXES)} file")
     target = into / archive.name[: -len(suffix)]  # cifar10-jpeg.tar.gz -> cifar10-jpeg
     stat = archive.stat()
     stamp = f"{archive} {stat.st_size} {stat.st_mtime_ns}\n"

@@ -6,6 +6,7 @@ epoch-seeded shuffling and data randomness that survive a resume.
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Iterator
 
 import lightning as L
@@ -14,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import ImageBatch, ImagePair, to_signed_unit
 
 SPLITS = ("train", "val", "test")
@@ -34,9 +36,9 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ConfigError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise ConfigError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.labels = labels.long()
 
@@ -68,10 +70,39 @@ def batch_loader(dataset: Dataset, batch_size: int, num_workers: int, **kwargs) 
     )
 
 
-class JitterSampler(DistributedSampler):
-    """A DistributedSampler (each rank its own shuffled shard, reshuffled by Lightning's set_epoch) for
-    data with per-item randomness, whose items carry it: `(index, row)`, row being item `index`'s row of
-    `dataset.draw_jitter(generator)`, `generator` seeded by (seed, `dataset.jitter_purpose`, epoch).
+class EpochSampler(DistributedSampler):
+    """The training sampler: a DistributedSampler (each rank its own shard, shuffled by (seed, epoch)
+    through Lightning's set_epoch) that starts each pass after the batches the epoch already trained
+    on. That count is 0 at an epoch's start; after a resume from a mid-epoch checkpoint it is the
+    checkpoint's, so the resumed epoch serves exactly the batches an uninterrupted run would have.
+
+    Args:
+        datamodule: whose trainer's progress is read when a pass begins.
+        batch_size: items per batch, to turn batches into items.
+    """
+
+    def __init__(self, dataset: Dataset, *args, datamodule: L.LightningDataModule, batch_size: int, **kwargs) -> None:
+        super().__init__(dataset, *args, **kwargs)
+        self.datamodule, self.batch_size = datamodule, batch_size
+
+    def items(self) -> Iterator:
+        return super().__iter__()
+
+    def consumed_batches(self) -> int:
+        trainer = getattr(self.datamodule, "trainer", None)
+        if trainer is None or not trainer.training:
+            return 0
+        consumed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return consumed if consumed < len(self) // self.batch_size else 0
+
+    def __iter__(self) -> Iterator:
+        return itertools.islice(self.items(), self.consumed_batches() * self.batch_size, None)
+
+
+class JitterSampler(EpochSampler):
+    """An EpochSampler for data with per-item randomness, whose items carry it: `(index, row)`, row
+    being item `index`'s row of `dataset.draw_jitter(generator)`, `generator` seeded by (seed,
+    `dataset.jitter_purpose`, epoch).
 
     The table is the same on every rank and in every worker, so what an item is served with (a crop and
     flip, binarized pixels) depends on (seed, epoch, item) only: not on the world size, the workers, nor
@@ -79,10 +110,10 @@ class JitterSampler(DistributedSampler):
     resumed run (Lightning restores the epoch) the draws of an uninterrupted one.
     """
 
-    def __iter__(self):
+    def items(self) -> Iterator:
         generator = seeding.generator(self.seed, self.dataset.jitter_purpose, self.epoch)
         table = self.dataset.draw_jitter(generator).tolist()
-        return ((index, table[index]) for index in super().__iter__())
+        return ((index, table[index]) for index in super().items())
 
 
 def jitter_items(dataset: Dataset, items: list) -> tuple[Tensor, Tensor]:
@@ -102,7 +133,7 @@ def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -
     """The training loader of a datamodule with `batch_size`, `num_workers` and `seed`: this rank's
     shard of `dataset`, reshuffled per (seed, epoch), full batches only.
 
-    A DistributedSampler even on one process: Lightning calls its set_epoch, which seeds the
+    An EpochSampler (a DistributedSampler) even on one process: Lightning calls its set_epoch, which seeds the
     shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place. Data with
     per-item randomness (a `draw_jitter(generator)` method) get a JitterSampler, which draws it per
     (seed, epoch) too.
@@ -110,12 +141,20 @@ def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -
     trainer = datamodule.trainer
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
     if len(dataset) < datamodule.batch_size * world_size:
-        raise ValueError(
+        raise ConfigError(
             f"{type(datamodule).__name__}: {len(dataset)} training items cannot fill one batch of "
             f"{datamodule.batch_size} on each of {world_size} process(es); lower data.batch_size"
         )
-    sampler_class = JitterSampler if hasattr(dataset, "draw_jitter") else DistributedSampler
-    sampler = sampler_class(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=datamodule.seed)
+    sampler_class = JitterSampler if hasattr(dataset, "draw_jitter") else EpochSampler
+    sampler = sampler_class(
+        dataset,
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=datamodule.seed,
+        datamodule=datamodule,
+        batch_size=datamodule.batch_size,
+    )
     return batch_loader(dataset, datamodule.batch_size, datamodule.num_workers, sampler=sampler, drop_last=True)
 
 
@@ -153,20 +192,20 @@ class BaseDataModule(L.LightningDataModule):
     def _set_loading(self, batch_size: int, num_workers: int, seed: int) -> None:
         """Check and keep what the loaders and the seeded draws read: batch size, workers, seed."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
     def _split(self, split: str) -> Dataset:
         """The dataset of `split`, set up if needed; one ValueError for an unknown or absent split."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}: ask for one of {', '.join(map(repr, SPLITS))}")
+            raise ConfigError(f"unknown split {split!r}: ask for one of {', '.join(map(repr, SPLITS))}")
         if getattr(self, f"{split}_set") is None:
             self.setup(_STAGE[split])
         dataset = getattr(self, f"{split}_set")
         if dataset is None:
             setting = self.split_settings.get(split)
             advice = f"set {setting}" if setting else "use a datamodule that has one"
-            raise ValueError(f"{type(self).__name__} has no {split} split: {advice}")
+            raise ConfigError(f"{type(self).__name__} has no {split} split: {advice}")
         return dataset
 
     def split_size(self, split: str) -> int:
@@ -194,10 +233,10 @@ class BaseDataModule(L.LightningDataModule):
         size = len(dataset)
         count = size if count is None else count
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if not 0 <= count <= size:
             setting = self.split_settings.get(split)
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}'s {split} split holds {size} items, but {count} were asked for: "
                 f"ask for at most {size}" + (f", or set {setting} for more" if setting else "")
             )
@@ -255,7 +294,7 @@ class ImageDataModule(BaseDataModule):
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = self.load_train()
             if not 0 <= self.val_size < len(images):
-                raise ValueError(
+                raise ConfigError(
                     f"val_size must be in [0, {len(images)}) for {len(images)} train images, got {self.val_size}"
                 )
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))

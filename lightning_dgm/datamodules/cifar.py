@@ -12,6 +12,7 @@ from torchvision.datasets import CIFAR10
 
 from lightning_dgm.datamodules.base import one_line
 from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
+from lightning_dgm.errors import ConfigError, DataError
 
 _TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _TEST_FILES = ("test_batch",)
@@ -55,13 +56,13 @@ class CIFAR10DataModule(DownloadedImageDataModule):
             data = np.asarray(entry["data"])
             labels = np.asarray(entry["labels"], dtype=np.int64)
             if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-                raise ValueError(f"'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
+                raise ConfigError(f"'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
             if labels.shape != (len(data),):
-                raise ValueError(f"{len(data)} images but 'labels' has shape {labels.shape}")
+                raise ConfigError(f"{len(data)} images but 'labels' has shape {labels.shape}")
             if len(labels) and not (labels.min() >= 0 and labels.max() < 10):
-                raise ValueError(f"labels outside [0, 10): {labels.min()}..{labels.max()}")
+                raise ConfigError(f"labels outside [0, 10): {labels.min()}..{labels.max()}")
         except Exception as error:
-            raise RuntimeError(
+            raise DataError(
                 f"could not read CIFAR-10 batch {path} ({one_line(error)}); delete the damaged file and download again"
             ) from error
         return data, labels

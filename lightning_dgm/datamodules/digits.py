@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from torch import Tensor
 
 from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.errors import ConfigError
 
 
 class DigitsDataModule(ImageDataModule):
@@ -32,7 +33,7 @@ class DigitsDataModule(ImageDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
         if image_size < 8:
-            raise ValueError(f"image_size must be at least 8 (the digits are 8x8), got {image_size}")
+            raise ConfigError(f"image_size must be at least 8 (the digits are 8x8), got {image_size}")
         self.image_size = image_size
         self.test_size = test_size
 

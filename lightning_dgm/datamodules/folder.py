@@ -16,6 +16,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_dgm.datamodules.archive import ARCHIVE_SUFFIXES, extract
 from lightning_dgm.datamodules.base import ImageDataModule, one_line
+from lightning_dgm.errors import ConfigError, MissingFileError
 
 IMAGE_EXTENSIONS = IMG_EXTENSIONS  # torchvision's: .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp
 _CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not served
@@ -47,17 +48,17 @@ def find_classes(folder: Path) -> list[str] | None:
     """Sorted names of the class subfolders of `folder` (label i = i-th name), or None when the
     images lie directly in `folder`. Reads folder names only."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} not found; check data.train_dir / data.test_dir")
+        raise MissingFileError(f"image folder {folder} not found; check data.train_dir / data.test_dir")
     entries = list(os.scandir(folder))
     classes = sorted(entry.name for entry in entries if entry.is_dir() and _visible(entry.name))
     loose = sorted(entry.name for entry in entries if entry.is_file() and _is_image(entry.name))
     if classes and loose:
-        raise ValueError(
+        raise ConfigError(
             f"{folder} holds both class folders ({', '.join(classes[:3])}, ...) and images ({loose[0]}, ...); "
             f"move the images into class folders, or keep only images there"
         )
     if not classes and not loose:
-        raise FileNotFoundError(f"no images ({LOOKED_FOR}) found in {folder}; add images or class folders of images")
+        raise MissingFileError(f"no images ({LOOKED_FOR}) found in {folder}; add images or class folders of images")
     return classes or None
 
 
@@ -69,7 +70,7 @@ def find_images(folder: Path, classes: list[str] | None) -> list[tuple[str, int]
     for label, name in enumerate(classes):
         found = [os.path.join(name, path) for path in images_below(os.path.join(folder, name))]
         if not found:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no images ({LOOKED_FOR}) found in class folder {folder / name}; add images or remove the folder"
             )
         images += [(path, label) for path in sorted(found)]
@@ -145,21 +146,21 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         if image_size < 1:
-            raise ValueError(f"image_size must be at least 1, got {image_size}")
+            raise ConfigError(f"image_size must be at least 1, got {image_size}")
         if test_size < 0 or (test_dir is not None and test_size != 0):
-            raise ValueError(
+            raise ConfigError(
                 f"test_size ({test_size}) is how many train_dir images to hold out when there is no test_dir: "
                 f"set test_dir or test_size, not both, and never below 0"
             )
         if archive is not None and not archive.endswith(ARCHIVE_SUFFIXES):
-            raise ValueError(
+            raise ConfigError(
                 f"archive {archive} is not a {'/'.join(ARCHIVE_SUFFIXES)} file; unpack it yourself and set "
                 f"data.train_dir to the folder instead"
             )
         if archive is not None and any(Path(d).is_absolute() for d in (train_dir, test_dir) if d is not None):
-            raise ValueError("with data.archive set, train_dir and test_dir are paths inside it: make them relative")
+            raise ConfigError("with data.archive set, train_dir and test_dir are paths inside it: make them relative")
         self.train_dir, self.test_dir, self.archive, self.data_dir = train_dir, test_dir, archive, data_dir
         self.image_size, self.channels, self.test_size = image_size, channels, test_size
 
@@ -183,10 +184,10 @@ class ImageFolderDataModule(ImageDataModule):
         root = extract(Path(self.archive), self.cache_dir / "extracted")
         folder = (root / name).resolve()
         if not folder.is_relative_to(root):
-            raise ValueError(f"{name} points outside archive {self.archive}; make it a path inside the archive")
+            raise ConfigError(f"{name} points outside archive {self.archive}; make it a path inside the archive")
         if not folder.is_dir():
             inside = ", ".join(sorted(filter(_visible, os.listdir(root)))) or "nothing"
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{name} not found in archive {self.archive} (its top level holds {inside}); "
                 f"fix data.train_dir / data.test_dir"
             )
@@ -236,7 +237,7 @@ class ImageFolderDataModule(ImageDataModule):
         train, test = self._folder(self.train_dir), self._folder(self.test_dir)
         train_classes, test_classes = find_classes(train), find_classes(test)
         if train_classes != test_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"class folders differ between train_dir {train} ({_describe(train_classes)}) and test_dir {test} "
                 f"({_describe(test_classes)}); give both the same class folders"
             )
@@ -244,7 +245,7 @@ class ImageFolderDataModule(ImageDataModule):
     def _held_out(self) -> tuple[Tensor, Tensor, int]:
         images, labels = self._decoded(self._folder(self.train_dir))
         if not 0 <= self.test_size < len(images):
-            raise ValueError(
+            raise ConfigError(
                 f"test_size must be in [0, {len(images)}) for {len(images)} images in train_dir, got {self.test_size}"
             )
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(2024))
@@ -268,6 +269,6 @@ class ImageFolderDataModule(ImageDataModule):
             self._check_classes()
             return self._decoded(self._folder(self.test_dir))
         if self.test_size == 0:
-            raise ValueError("no test split: set data.test_dir, or data.test_size to hold out images of train_dir")
+            raise ConfigError("no test split: set data.test_dir, or data.test_size to hold out images of train_dir")
         images, labels, n_test = self._held_out()
         return images[:n_test], labels[:n_test]

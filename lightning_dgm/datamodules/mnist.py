@@ -11,6 +11,7 @@ from torchvision.datasets import MNIST
 from lightning_dgm import seeding
 from lightning_dgm.datamodules.base import TensorImageDataset, jitter_items
 from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
+from lightning_dgm.errors import DataError
 from lightning_dgm.types import ImageBatch
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -113,7 +114,7 @@ class MNISTDataModule(DownloadedImageDataModule):
         try:
             dataset = MNIST(self.data_dir, train=train, download=False)
         except Exception as error:
-            raise RuntimeError(
+            raise DataError(
                 f"could not read MNIST from {self.files_dir} ({error}); delete the damaged files and download again"
             ) from error
         return dataset.data.unsqueeze(1), dataset.targets

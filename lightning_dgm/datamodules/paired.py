@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from lightning_dgm.datamodules.folder import read_image
 from lightning_dgm.datamodules.translation import Direction, FixedPairs, JitteredPairs, TranslationDataModule
+from lightning_dgm.errors import ConfigError, MissingFileError
 
 
 class PairedDataModule(TranslationDataModule):
@@ -70,13 +71,13 @@ class PairedDataModule(TranslationDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if self.test_split is None:
-            raise ValueError("no test split: set data.test_split to the name of the test split's folder")
+            raise ConfigError("no test split: set data.test_split to the name of the test split's folder")
         assert self.test_set is not None, "call setup('test') first"
         return self._loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
         if self.test_split is None:
-            raise ValueError("predict translates the test split: set data.test_split to the name of its folder")
+            raise ConfigError("predict translates the test split: set data.test_split to the name of its folder")
         return super().predict_dataloader()
 
 
@@ -99,7 +100,7 @@ class SideBySideDataModule(PairedDataModule):
             image = read_image(str(folder / name), 3)
             height, width = image.shape[1:]
             if width != 2 * height:
-                raise ValueError(
+                raise ConfigError(
                     f"{folder / name} is {width}x{height} pixels (width x height); a side-by-side pair must be "
                     f"exactly twice as wide as high, A on the left half and B on the right: fix or remove the file"
                 )
@@ -129,7 +130,7 @@ class FolderPairsDataModule(PairedDataModule):
                 listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
                 lacking.append(f"{self.folder(split + side)} lacks {len(missing)} file(s) of {split}{other}: {listed}")
         if lacking:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"unpaired images: {'; '.join(lacking)}. Give every image its pair under the same name in the "
                 f"other folder, or remove it"
             )
@@ -140,7 +141,7 @@ class FolderPairsDataModule(PairedDataModule):
         for i, name in enumerate(names["A"]):
             image_a, image_b = read_image(str(folder_a / name), 3), read_image(str(folder_b / name), 3)
             if image_a.shape != image_b.shape:
-                raise ValueError(
+                raise ConfigError(
                     f"the images of a pair differ in size: {folder_a / name} is {image_a.shape[2]}x{image_a.shape[1]} "
                     f"but {folder_b / name} is {image_b.shape[2]}x{image_b.shape[1]} (width x height); "
                     f"give both the same size"

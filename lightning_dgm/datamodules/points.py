@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from lightning_dgm import seeding
 from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.errors import ConfigError, MissingFileError
 from lightning_dgm.types import ImageBatch
 
 
@@ -35,7 +36,7 @@ class PointDataset(Dataset):
 
     def __init__(self, points: Tensor, labels: Tensor, pack: int = 1) -> None:
         if pack < 1 or len(points) % pack or len(points) != len(labels):
-            raise ValueError(f"need pack >= 1 dividing {len(points)} points with as many labels, got {pack}")
+            raise ConfigError(f"need pack >= 1 dividing {len(points)} points with as many labels, got {pack}")
         self.points, self.labels, self.pack = points.float(), labels.long(), pack
 
     def __len__(self) -> int:
@@ -81,7 +82,7 @@ class PointDataModule(ImageDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, val_size=num_val, num_workers=num_workers, seed=seed)
         if pack < 1:
-            raise ValueError(f"pack must be at least 1, got {pack}")
+            raise ConfigError(f"pack must be at least 1, got {pack}")
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.pack = pack
         #: standard deviation of every mixture component (per coordinate); None without modes
@@ -121,7 +122,7 @@ class Ring(MixtureLayout):
 
     def __init__(self, num_modes: int = 8, radius: float = 2.0) -> None:
         if num_modes < 1 or radius <= 0:
-            raise ValueError(f"need num_modes >= 1 and radius > 0, got {num_modes} and {radius}")
+            raise ConfigError(f"need num_modes >= 1 and radius > 0, got {num_modes} and {radius}")
         self.num_modes, self.radius = num_modes, radius
 
     def __repr__(self) -> str:  # its settings, not an address: hparams-keyed caches (RealFeatureCache) read it
@@ -138,7 +139,7 @@ class Grid(MixtureLayout):
 
     def __init__(self, size: int = 5, spacing: float = 2.0) -> None:
         if size < 1 or spacing <= 0:
-            raise ValueError(f"need size >= 1 and spacing > 0, got {size} and {spacing}")
+            raise ConfigError(f"need size >= 1 and spacing > 0, got {size} and {spacing}")
         self.size, self.spacing = size, spacing
 
     def __repr__(self) -> str:
@@ -185,10 +186,10 @@ class GaussianMixtureDataModule(PointDataModule):
     ) -> None:
         super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed, pack)
         if std <= 0:
-            raise ValueError(f"std must be positive, got {std}")
+            raise ConfigError(f"std must be positive, got {std}")
         centres = layout.centres()  # checked now, so a bad layout fails here rather than in setup
         if centres.dim() != 2 or centres.shape[1] != 2 or len(centres) < 1:
-            raise ValueError(f"{layout!r}.centres() must be (K, 2) with K >= 1, got {tuple(centres.shape)}")
+            raise ConfigError(f"{layout!r}.centres() must be (K, 2) with K >= 1, got {tuple(centres.shape)}")
         self.layout, self.std = layout, std
 
     @property
@@ -228,22 +229,22 @@ class CSVPointDataModule(PointDataModule):
 
     def _read(self) -> Tensor:
         if not self.path.is_file():
-            raise FileNotFoundError(f"CSVPointDataModule: no file at {self.path}; set data.path to a CSV of x,y rows")
+            raise MissingFileError(f"CSVPointDataModule: no file at {self.path}; set data.path to a CSV of x,y rows")
         try:
             values = np.loadtxt(self.path, delimiter=",", ndmin=2, dtype=np.float64)
         except ValueError:  # a header row, or text in the data: retry past the first line only
             try:
                 values = np.loadtxt(self.path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=1)
             except ValueError as error:
-                raise ValueError(f"CSVPointDataModule: {self.path} is not numeric x,y rows ({error})") from None
+                raise ConfigError(f"CSVPointDataModule: {self.path} is not numeric x,y rows ({error})") from None
         if values.shape[1:] != (2,) or not np.isfinite(values).all():
-            raise ValueError(
+            raise ConfigError(
                 f"CSVPointDataModule: {self.path} must hold two finite numbers per row (x,y); "
                 f"got {values.shape[1] if values.size else 0} column(s) or non-finite values"
             )
         held_out = self.sizes["val"] + self.sizes["test"]
         if len(values) <= held_out:
-            raise ValueError(
+            raise ConfigError(
                 f"CSVPointDataModule: {self.path} has {len(values)} points, not more than the "
                 f"{held_out} held out (num_val + num_test); add points or lower them"
             )

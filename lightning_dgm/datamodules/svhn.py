@@ -13,6 +13,7 @@ from torchvision.datasets.utils import download_url
 
 from lightning_dgm.datamodules.base import one_line
 from lightning_dgm.datamodules.downloaded import DownloadedImageDataModule
+from lightning_dgm.errors import ConfigError, DataError
 
 _FILES = {split: SVHN.split_list[split][1] for split in ("train", "test", "extra")}  # train_32x32.mat, ...
 
@@ -71,13 +72,13 @@ class SVHNDataModule(DownloadedImageDataModule):
             mat = scipy.io.loadmat(path, variable_names=("X", "y"))
             data, labels = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1).astype(np.int64)
             if data.dtype != np.uint8 or data.ndim != 4 or data.shape[:3] != (32, 32, 3):
-                raise ValueError(f"X is {data.dtype} {data.shape}, expected uint8 (32, 32, 3, N)")
+                raise ConfigError(f"X is {data.dtype} {data.shape}, expected uint8 (32, 32, 3, N)")
             if labels.shape != (data.shape[3],):
-                raise ValueError(f"{data.shape[3]} images but y has {labels.size} labels")
+                raise ConfigError(f"{data.shape[3]} images but y has {labels.size} labels")
             if len(labels) and not (labels.min() >= 1 and labels.max() <= 10):
-                raise ValueError(f"labels outside [1, 10]: {labels.min()}..{labels.max()}")
+                raise ConfigError(f"labels outside [1, 10]: {labels.min()}..{labels.max()}")
         except Exception as error:
-            raise RuntimeError(
+            raise DataError(
                 f"could not read SVHN file {path} ({one_line(error)}); delete the damaged file and download again"
             ) from error
         labels[labels == 10] = 0  # SVHN writes the digit 0 as class 10

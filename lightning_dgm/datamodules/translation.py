@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from lightning_dgm import seeding
 from lightning_dgm.datamodules.base import BaseDataModule, batch_loader, jitter_items, shuffled_train_loader
 from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_image
+from lightning_dgm.errors import ConfigError, MissingFileError
 from lightning_dgm.types import ImagePair, TranslationRequest, to_signed_unit
 
 Direction = Literal["AtoB", "BtoA"]
@@ -173,9 +174,9 @@ class TranslationDataModule(BaseDataModule):
     ) -> None:
         super().__init__()
         if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA' (which domain is the input), got {direction!r}")
+            raise ConfigError(f"direction must be 'AtoB' or 'BtoA' (which domain is the input), got {direction!r}")
         if crop_size < 1 or load_size < crop_size:
-            raise ValueError(
+            raise ConfigError(
                 f"need 1 <= crop_size <= load_size (images are resized to load_size, then cropped), "
                 f"got load_size={load_size}, crop_size={crop_size}"
             )
@@ -208,14 +209,14 @@ class TranslationDataModule(BaseDataModule):
         files and folders skipped); a one-line FileNotFoundError saying `what` belongs there if none."""
         root = Path(self.root).expanduser().resolve()
         if not root.is_dir():
-            raise FileNotFoundError(f"data.root {root} not found; point it at a folder holding {self.layout}")
+            raise MissingFileError(f"data.root {root} not found; point it at a folder holding {self.layout}")
         path = root / folder
         if not path.is_dir():
             holds = ", ".join(sorted(name for name in os.listdir(root) if not name.startswith("."))) or "nothing"
-            raise FileNotFoundError(f"{path} not found (data.root holds {holds}); put {what} there")
+            raise MissingFileError(f"{path} not found (data.root holds {holds}); put {what} there")
         found = images_below(str(path))
         if not found:
-            raise FileNotFoundError(f"no images ({LOOKED_FOR}) in {path}; put {what} there")
+            raise MissingFileError(f"no images ({LOOKED_FOR}) in {path}; put {what} there")
         return sorted(found)
 
     def folder(self, name: str) -> Path:

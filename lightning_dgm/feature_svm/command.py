@@ -19,6 +19,7 @@ from lightning.pytorch.cli import instantiate_module
 from torch import nn
 from torch.utils.data import Subset
 
+from lightning_dgm.errors import ConfigError, MissingFileError
 from lightning_dgm.feature_svm.features import (
     DEFAULT_C,
     POOLED_SIDE,
@@ -35,7 +36,9 @@ def load_discriminators(ckpt_path: str | Path, seed: int = 0) -> tuple[nn.Module
     checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if "_class_path" not in hparams:
-        raise ValueError(f"{ckpt_path} names no model class: use a checkpoint written by `python -m lightning_dgm fit`")
+        raise ConfigError(
+            f"{ckpt_path} names no model class: use a checkpoint written by `python -m lightning_dgm fit`"
+        )
     hparams.pop("_instantiator", None)
     torch.manual_seed(seed)
     with warnings.catch_warnings():  # Lightning's advice to ignore nn.Module hparams concerns training only
@@ -58,15 +61,15 @@ def _data_from_run_config(argv: list[str]) -> list[str]:
         return []  # the full parser reports the missing --ckpt_path (or prints --help)
     ckpt = Path(known.ckpt_path)
     if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt} not found; pass --ckpt_path <run folder>/checkpoints/last.ckpt")
+        raise MissingFileError(f"checkpoint {ckpt} not found; pass --ckpt_path <run folder>/checkpoints/last.ckpt")
     if known.config is None and ckpt.parent.name != "checkpoints":
-        raise ValueError(f"{ckpt} is not in a run folder's checkpoints/: pass the run's config.yaml as --config")
+        raise ConfigError(f"{ckpt} is not in a run folder's checkpoints/: pass the run's config.yaml as --config")
     config = Path(known.config) if known.config is not None else ckpt.parent.parent / "config.yaml"
     if not config.is_file():
-        raise FileNotFoundError(f"config {config} not found; pass the run's config.yaml as --config")
+        raise MissingFileError(f"config {config} not found; pass the run's config.yaml as --config")
     data = (yaml.safe_load(config.read_text()) or {}).get("data")
     if not isinstance(data, dict) or "class_path" not in data:
-        raise ValueError(f"{config} has no data section with a class_path; pass the run's config.yaml as --config")
+        raise ConfigError(f"{config} has no data section with a class_path; pass the run's config.yaml as --config")
     return ["--data", json.dumps(data)]
 
 
@@ -103,11 +106,11 @@ def _splits(datamodule: L.LightningDataModule, image_shape: tuple | None, num_la
     """train (all of it, or a class-balanced `num_labels`), val (if any) and test: datasets of ImageBatch."""
     name = type(datamodule).__name__
     if not all(hasattr(datamodule, split) for split in ("train_set", "val_set", "test_set")):
-        raise ValueError(f"{name} is not an image datamodule with train/val/test splits (lightning_dgm.datamodules)")
+        raise ConfigError(f"{name} is not an image datamodule with train/val/test splits (lightning_dgm.datamodules)")
     if getattr(datamodule, "num_classes", None) is None:
-        raise ValueError(f"{name} serves no class labels, which the SVM needs: use a labelled data set")
+        raise ConfigError(f"{name} serves no class labels, which the SVM needs: use a labelled data set")
     if image_shape is not None and tuple(datamodule.image_shape) != tuple(image_shape):
-        raise ValueError(
+        raise ConfigError(
             f"{name} serves images of shape {tuple(datamodule.image_shape)} but the discriminator was "
             f"built for {tuple(image_shape)}: use the run's config, or fix the --data.* overrides"
         )

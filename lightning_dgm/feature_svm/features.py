@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_dgm.callbacks.images import evaluating
 from lightning_dgm.datamodules.base import keep_batch
+from lightning_dgm.errors import ConfigError
 
 #: Side of the grid every conv layer's map is max-pooled to (Sec. 5.1: "a 4 x 4 spatial grid").
 POOLED_SIDE = 4
@@ -30,12 +31,12 @@ def conv_discriminator(model: nn.Module) -> nn.Module:
     name = type(model).__name__
     discriminator = getattr(model, "discriminator", None)
     if not isinstance(discriminator, nn.Module):
-        raise ValueError(
+        raise ConfigError(
             f"{name} has no discriminator: the feature-SVM evaluation needs a GAN checkpoint whose "
             f"discriminator is convolutional (e.g. lightning_dgm.nets.DCGANDiscriminator)"
         )
     if not callable(getattr(discriminator, "features", None)):
-        raise ValueError(
+        raise ConfigError(
             f"{name}'s discriminator {type(discriminator).__name__} has no conv feature maps (no "
             f"features(x) method): use a GAN with a conv discriminator such as DCGANDiscriminator"
         )
@@ -51,7 +52,7 @@ def conv_features(discriminator: nn.Module, images: Tensor) -> Tensor:
     """
     maps = discriminator.features(images)
     if not maps or any(m.dim() != 4 for m in maps):
-        raise ValueError(f"{type(discriminator).__name__}.features() must return (N, C, H, W) maps")
+        raise ConfigError(f"{type(discriminator).__name__}.features() must return (N, C, H, W) maps")
     return torch.cat([F.adaptive_max_pool2d(m, POOLED_SIDE).flatten(1) for m in maps], dim=1)
 
 
@@ -76,7 +77,7 @@ def balanced_subset(labels: Tensor, num_labels: int, seed: int = 0) -> Tensor:
     drawn with a generator seeded by `seed`; leftover slots go to randomly chosen classes."""
     classes = labels.unique()
     if not len(classes) <= num_labels <= len(labels):
-        raise ValueError(
+        raise ConfigError(
             f"num_labels must be between the number of classes ({len(classes)}) and the size of the train "
             f"split ({len(labels)}), got {num_labels}; lower --num_labels, or omit it to use the whole split"
         )
@@ -87,7 +88,7 @@ def balanced_subset(labels: Tensor, num_labels: int, seed: int = 0) -> Tensor:
     for label, share in zip(classes.tolist(), shares.tolist()):
         members = (labels == label).nonzero().flatten()
         if len(members) < share:
-            raise ValueError(
+            raise ConfigError(
                 f"class {label} has {len(members)} train images, fewer than the {share} that a class-balanced "
                 f"draw of num_labels={num_labels} needs; lower --num_labels"
             )
@@ -103,9 +104,9 @@ def fit_svm(features: np.ndarray, labels: np.ndarray, C: float, seed: int = 0) -
 
 def check_grid(Cs: tuple[float, ...] | list[float], has_val: bool) -> list[float]:
     if not Cs or any(c <= 0 for c in Cs):
-        raise ValueError(f"C must be one or more positive numbers, got {list(Cs)}")
+        raise ConfigError(f"C must be one or more positive numbers, got {list(Cs)}")
     if len(Cs) > 1 and not has_val:
-        raise ValueError(
+        raise ConfigError(
             f"choosing C among {sorted(Cs)} needs a validation split, and the data has none: "
             f"pass --data.val_size=N (N > 0) or a single --C"
         )

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
+
 
 def _is_two_class(logits: Tensor) -> bool:
     return logits.dim() == 2 and logits.shape[1] == 2
@@ -102,7 +104,7 @@ class LeastSquares(AdversarialLoss):
 
     def __init__(self, d_scale: float = 0.5, g_scale: float = 0.5) -> None:
         if d_scale <= 0 or g_scale <= 0:
-            raise ValueError(f"LeastSquares scales must be positive, got d_scale={d_scale}, g_scale={g_scale}")
+            raise ConfigError(f"LeastSquares scales must be positive, got d_scale={d_scale}, g_scale={g_scale}")
         self.d_scale, self.g_scale = d_scale, g_scale
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -28,7 +30,7 @@ class DiagonalGaussian:
 
     def __init__(self, params: Tensor) -> None:
         if params.dim() != 2 or params.shape[1] % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"a diagonal Gaussian needs encoder outputs (N, 2 * latent_dim), got {tuple(params.shape)}; "
                 "build the encoder with gaussian_posterior: true"
             )
@@ -78,7 +80,7 @@ class BernoulliLikelihood(Likelihood):
     def log_prob(self, output: Tensor, x: Tensor) -> Tensor:
         target = (x + 1) / 2
         if not torch.all((target == 0) | (target == 1)):
-            raise ValueError(
+            raise ConfigError(
                 "BernoulliLikelihood needs binary images (every pixel -1 or 1): set data.binarize: true, "
                 "or use GaussianLikelihood for grey levels"
             )
@@ -97,7 +99,7 @@ class GaussianLikelihood(Likelihood):
 
     def __init__(self, std: float = 0.1) -> None:
         if std <= 0:
-            raise ValueError(f"GaussianLikelihood std must be positive, got {std}")
+            raise ConfigError(f"GaussianLikelihood std must be positive, got {std}")
         self.std = std
 
     def log_prob(self, output: Tensor, x: Tensor) -> Tensor:

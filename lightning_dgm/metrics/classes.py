@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from lightning_dgm.checkpoints import read_checkpoint
+from lightning_dgm.errors import ConfigError, MissingFileError
 from lightning_dgm.metrics.features import ImageFeatures
 
 _TRAIN_ONE = (
@@ -45,12 +47,12 @@ class ClassCoverage(NamedTuple):
 
 def _check_predictions(predictions: Tensor, num_classes: int | None = None) -> None:
     if predictions.dim() != 1 or predictions.dtype.is_floating_point or predictions.dtype == torch.bool:
-        raise ValueError(
+        raise ConfigError(
             f"expected integer class predictions of shape (N,), got {predictions.dtype} "
             f"{tuple(predictions.shape)} (take logits.argmax(dim=1))"
         )
     if num_classes is not None and len(predictions) and (predictions.min() < 0 or predictions.max() >= num_classes):
-        raise ValueError(
+        raise ConfigError(
             f"predictions must lie in [0, {num_classes}), got values in "
             f"[{int(predictions.min())}, {int(predictions.max())}]"
         )
@@ -66,14 +68,14 @@ def coverage_from_counts(counts: Tensor, min_count: int = 1) -> ClassCoverage:
     """Class coverage from samples per class (K,) (see the module docstring)."""
     total = counts.sum()
     if total == 0:
-        raise ValueError("class coverage needs at least one sample")
+        raise ConfigError("class coverage needs at least one sample")
     return ClassCoverage((counts >= min_count).sum(), counts.max().double() / total)
 
 
 def class_coverage(predictions: Tensor, num_classes: int, min_count: int = 1) -> ClassCoverage:
     """(classes present, largest class share) of predicted classes (N,) in [0, num_classes)."""
     if min_count < 1:
-        raise ValueError(f"min_count must be at least 1, got {min_count}")
+        raise ConfigError(f"min_count must be at least 1, got {min_count}")
     return coverage_from_counts(class_counts(predictions, num_classes), min_count)
 
 
@@ -81,9 +83,11 @@ def conditional_accuracy(predictions: Tensor, labels: Tensor) -> Tensor:
     """Share () float of samples classified as the label they were generated for; both (N,) int."""
     _check_predictions(predictions)
     if labels.shape != predictions.shape:
-        raise ValueError(f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must have one shape")
+        raise ConfigError(
+            f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must have one shape"
+        )
     if len(labels) == 0:
-        raise ValueError("conditional accuracy needs at least one sample")
+        raise ConfigError("conditional accuracy needs at least one sample")
     return (predictions == labels).double().mean()
 
 
@@ -103,7 +107,7 @@ class ClassDistribution(Metric):
     def __init__(self, num_classes: int, min_count: int = 1) -> None:
         super().__init__()
         if num_classes < 2 or min_count < 1:
-            raise ValueError(f"need num_classes >= 2 and min_count >= 1, got {num_classes} and {min_count}")
+            raise ConfigError(f"need num_classes >= 2 and min_count >= 1, got {num_classes} and {min_count}")
         self.num_classes, self.min_count = num_classes, min_count
         self.add_state("counts", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
@@ -113,7 +117,7 @@ class ClassDistribution(Metric):
         self.counts += class_counts(predictions, self.num_classes)
         if labels is not None:
             if labels.shape != predictions.shape:
-                raise ValueError(
+                raise ConfigError(
                     f"predictions {tuple(predictions.shape)} and labels {tuple(labels.shape)} must have one shape"
                 )
             self.correct += (predictions == labels).sum()
@@ -142,22 +146,22 @@ def load_classifier(checkpoint_path: str | os.PathLike, map_location: str | torc
     FileNotFoundError for a missing file and ValueError for a checkpoint of another system."""
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"classifier checkpoint not found: {path}; {_TRAIN_ONE}")
+        raise MissingFileError(f"classifier checkpoint not found: {path}; {_TRAIN_ONE}")
     data = path.read_bytes()
-    # weights_only=False: a checkpoint's hyperparameters rebuild the network from class paths (CLI runs)
-    # or pickled modules (Python runs). Load only checkpoints you trust, as with any pickle.
-    checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    # weights_only=True: the hyperparameters of a CLI run rebuild the network from class paths; a
+    # checkpoint that needs arbitrary unpickling (pickled modules) could run code, and is refused.
+    checkpoint = read_checkpoint(path)
     system_class, holds, note = _system_class(checkpoint)
     if system_class is None:
-        raise ValueError(f"{path} is not a Classifier checkpoint (it holds {holds}){note}; {_TRAIN_ONE}")
+        raise ConfigError(f"{path} is not a Classifier checkpoint (it holds {holds}){note}; {_TRAIN_ONE}")
     with warnings.catch_warnings():  # rebuilding the injected network is what loading is for
         warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module` and is already saved.*")
-        model = system_class.load_from_checkpoint(io.BytesIO(data), map_location=map_location, weights_only=False)
+        model = system_class.load_from_checkpoint(io.BytesIO(data), map_location=map_location, weights_only=True)
     lacking = [name for name in _NEEDED if not hasattr(model, name)]
     if not lacking and not callable(getattr(model.network, "features", None)):
         lacking = ["network.features"]
     if lacking or not isinstance(model.num_classes, int):
-        raise ValueError(
+        raise ConfigError(
             f"{path} is not a Classifier checkpoint (it holds {holds}, which has no int num_classes or no "
             f"{', '.join(lacking) or 'num_classes'}); {_TRAIN_ONE}"
         )
@@ -226,7 +230,7 @@ class ClassifierFeatures(ImageFeatures):
     def forward(self, images: Tensor) -> Tensor:
         shape = self.classifier_image_shape
         if shape is not None and tuple(images.shape[1:]) != shape:
-            raise ValueError(
+            raise ConfigError(
                 f"the classifier in {self.checkpoint_path} takes images of shape {shape}, got "
                 f"{tuple(images.shape[1:])}: use a classifier trained on this data set"
             )

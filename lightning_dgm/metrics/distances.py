@@ -22,6 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
+
 
 class GaussianStatistics(NamedTuple):
     """Mean and unbiased covariance of a feature set, in float64."""
@@ -38,7 +40,7 @@ class MeanStd(NamedTuple):
 
 def _check_features(features: Tensor, who: str, at_least: int = 2) -> None:
     if features.dim() != 2 or len(features) < at_least:
-        raise ValueError(f"{who} needs features (N, D) with N >= {at_least}, got shape {tuple(features.shape)}")
+        raise ConfigError(f"{who} needs features (N, D) with N >= {at_least}, got shape {tuple(features.shape)}")
 
 
 def feature_sums(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,7 +54,7 @@ def statistics_from_sums(count: int, total: Tensor, outer: Tensor) -> GaussianSt
     """Mean and unbiased covariance from `count` features' sum and sum of outer products."""
     count = int(count)
     if count < 2:
-        raise ValueError(f"a covariance needs at least 2 feature vectors, got {count}")
+        raise ConfigError(f"a covariance needs at least 2 feature vectors, got {count}")
     mean = (total.double() / count).unsqueeze(0)
     cov = (outer.double() - count * mean.T.mm(mean)) / (count - 1)
     return GaussianStatistics(mean.squeeze(0), cov, count)
@@ -69,7 +71,7 @@ def frechet_distance(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -
     inputs (pass float64: the eigenvalues of cov1 @ cov2 lose much in float32). FID is this
     distance with (mean1, cov1) from the real features and (mean2, cov2) from the generated ones."""
     if mean1.shape != mean2.shape or cov1.shape != cov2.shape or cov1.shape != (*mean1.shape, *mean1.shape):
-        raise ValueError(
+        raise ConfigError(
             f"expected means (D,) and covariances (D, D) of one D, got {tuple(mean1.shape)}, {tuple(cov1.shape)}, "
             f"{tuple(mean2.shape)}, {tuple(cov2.shape)}"
         )
@@ -115,9 +117,9 @@ def kernel_inception_distance(
     for features, name in ((real, "real"), (generated, "generated")):
         _check_features(features, f"KID's {name} set")
         if len(features) < subset_size:
-            raise ValueError(f"KID draws subsets of subset_size={subset_size}, but the {name} set has {len(features)}")
+            raise ConfigError(f"KID draws subsets of subset_size={subset_size}, but the {name} set has {len(features)}")
     if subsets < 1 or subset_size < 2:
-        raise ValueError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
+        raise ConfigError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     scores = []
     for _ in range(subsets):
         x = real[torch.randperm(len(real), generator=generator)[:subset_size]]
@@ -137,7 +139,7 @@ def inception_score(logits: Tensor, splits: int = 10, generator: torch.Generator
     deviation over splits (NaN for one split), in the logits' dtype."""
     _check_features(logits, "inception_score", at_least=1)
     if splits < 1:
-        raise ValueError(f"splits must be at least 1, got {splits}")
+        raise ConfigError(f"splits must be at least 1, got {splits}")
     logits = logits[torch.randperm(len(logits), generator=generator)]
     probabilities = logits.softmax(dim=1).chunk(splits, dim=0)
     log_probabilities = logits.log_softmax(dim=1).chunk(splits, dim=0)

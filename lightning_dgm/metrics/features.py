@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError, MissingFileError
+
 # torch-fidelity's port of TensorFlow's 2015-12-05 Inception graph: the file torchmetrics downloads
 # into $TORCH_HOME/hub/checkpoints/ when it may, and the network definition we load it into.
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -44,7 +46,7 @@ def _unit_float(images: Tensor) -> Tensor:
 
 def _check_images(images: Tensor, who: str) -> None:
     if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"{who} expects images (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
+        raise ConfigError(f"{who} expects images (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
 
 
 def inception_weights_path(weights_path: str | os.PathLike | None = None) -> Path:
@@ -61,7 +63,7 @@ def inception_weights_path(weights_path: str | os.PathLike | None = None) -> Pat
             if (folder / name).is_file():
                 return folder / name
         target = folder / INCEPTION_FILE
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"Inception-v3 FID weights not found at {target}. Nothing is downloaded at run time: fetch "
         f"{INCEPTION_FILE} from {INCEPTION_URL} and save it as {target} (`mkdir -p {target.parent} && "
         f"curl -L -o {target} {INCEPTION_URL}`), or pass weights_path= the file's location."
@@ -88,7 +90,7 @@ class InceptionFeatures(nn.Module):
     def __init__(self, weights_path: str | None = None, feature: int | str = 2048, antialias: bool = False) -> None:
         super().__init__()
         if feature not in INCEPTION_OUTPUTS:
-            raise ValueError(f"feature must be one of {list(INCEPTION_OUTPUTS)}, got {feature!r}")
+            raise ConfigError(f"feature must be one of {list(INCEPTION_OUTPUTS)}, got {feature!r}")
         path = inception_weights_path(weights_path)
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
@@ -128,7 +130,7 @@ class InceptionFeatures(nn.Module):
             return pool.mm(fc.weight.T).float()
         if self.feature == "logits":
             return fc(pool).float()
-        raise ValueError(
+        raise ConfigError(
             f"logits_from_pool is for feature 'logits_unbiased' or 'logits', this one gives {self.feature!r}"
         )
 
@@ -158,7 +160,7 @@ class ImageFeatures(nn.Module):
     ) -> None:
         super().__init__()
         if num_features < 1 or in_channels not in (None, 1, 3):
-            raise ValueError(
+            raise ConfigError(
                 f"need num_features >= 1 and in_channels in (None, 1, 3), got {num_features}, {in_channels}"
             )
         self.network = network.eval().requires_grad_(False)
@@ -177,13 +179,13 @@ class ImageFeatures(nn.Module):
         x = _unit_float(images) * 2.0 - 1.0
         if self.in_channels is not None and x.shape[1] != self.in_channels:
             if (x.shape[1], self.in_channels) != (1, 3):
-                raise ValueError(f"the network takes {self.in_channels}-channel images, got {x.shape[1]} channels")
+                raise ConfigError(f"the network takes {self.in_channels}-channel images, got {x.shape[1]} channels")
             x = x.expand(-1, 3, -1, -1)
         if self.image_size is not None and tuple(x.shape[-2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=self.antialias)
         features = self.network(x).float().reshape(len(x), -1)
         if features.shape[1] != self.num_features:
-            raise ValueError(
+            raise ConfigError(
                 f"the network gives {features.shape[1]} features per image, num_features says {self.num_features}"
             )
         return features

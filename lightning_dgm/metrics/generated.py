@@ -14,6 +14,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.distances import feature_sums, statistics_from_sums
 from lightning_dgm.metrics.scores import Input, MetricInputs
 
@@ -35,7 +36,7 @@ class GeneratedSet(Metric):
         self.keep_sums = Input.GENERATED_STATISTICS in needs
         self.keep_logits = Input.GENERATED_LOGITS in needs
         if (self.keep_features or self.keep_sums) and not num_features:
-            raise ValueError("GeneratedSet needs num_features to keep features")
+            raise ConfigError("GeneratedSet needs num_features to keep features")
         if self.keep_sums:
             self.add_state("feature_count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
             self.add_state("feature_sum", torch.zeros(num_features, dtype=torch.float64), dist_reduce_fx="sum")
@@ -54,7 +55,7 @@ class GeneratedSet(Metric):
     def update(self, features: Tensor | None = None, logits: Tensor | None = None) -> None:
         if self.wants_features:
             if features is None:
-                raise ValueError("GeneratedSet keeps features: pass them")
+                raise ConfigError("GeneratedSet keeps features: pass them")
             if self.keep_sums:
                 total, outer = feature_sums(features)
                 self.feature_count += len(features)
@@ -64,7 +65,7 @@ class GeneratedSet(Metric):
                 self.features.append(features)
         if self.keep_logits:
             if logits is None:
-                raise ValueError("GeneratedSet keeps logits: pass them")
+                raise ConfigError("GeneratedSet keeps logits: pass them")
             self.logits.append(logits)
 
     def compute(self) -> MetricInputs:

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from lightning_dgm.errors import ConfigError
+
 
 class ModeCounts(NamedTuple):
     nearest: Tensor  # (K,) samples whose nearest mode is k
@@ -34,7 +36,7 @@ class Coverage(NamedTuple):
 def count_modes(samples: Tensor, modes: Tensor, std: float, num_std: float = 3.0) -> ModeCounts:
     """Assign (N, D) samples to the nearest of (K, D) modes and count, per mode, all and high-quality ones."""
     if samples.dim() != 2 or modes.dim() != 2 or samples.shape[1] != modes.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"samples (N, D) and modes (K, D) must agree in D, got {tuple(samples.shape)} and {tuple(modes.shape)}"
         )
     distance, nearest = torch.cdist(samples.double(), modes.double()).min(dim=1)
@@ -49,7 +51,7 @@ def mode_coverage(counts: ModeCounts, min_count: int = 20) -> Coverage:
     """The three numbers of the protocol from per-mode counts (see the module docstring)."""
     total = counts.nearest.sum()
     if total == 0:
-        raise ValueError("mode_coverage needs at least one sample")
+        raise ConfigError("mode_coverage needs at least one sample")
     p_gen = counts.nearest.double() / total
     nonzero = p_gen > 0  # 0 * log 0 = 0
     reverse_kl = (p_gen[nonzero] * (p_gen[nonzero] * len(p_gen)).log()).sum()
@@ -77,7 +79,7 @@ class ModeCoverage(Metric):
     def __init__(self, modes: Tensor, std: float, num_std: float = 3.0, min_count: int = 20) -> None:
         super().__init__()
         if std <= 0 or num_std <= 0 or min_count < 1:
-            raise ValueError(f"need std > 0, num_std > 0 and min_count >= 1, got {std}, {num_std}, {min_count}")
+            raise ConfigError(f"need std > 0, num_std > 0 and min_count >= 1, got {std}, {num_std}, {min_count}")
         self.register_buffer("modes", torch.as_tensor(modes, dtype=torch.float32).clone())
         self.std, self.num_std, self.min_count = std, num_std, min_count
         k = len(self.modes)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.distances import (
     GaussianStatistics,
     frechet_distance,
@@ -89,7 +90,7 @@ class SampleMetric:
     @staticmethod
     def _given(value, name: str):
         if value is None:
-            raise ValueError(f"no {name} given: the metric's `needs` must name {name}")
+            raise ConfigError(f"no {name} given: the metric's `needs` must name {name}")
         return value
 
 
@@ -109,7 +110,7 @@ class FrechetDistance(SampleMetric):
 
     def check_set_size(self, count: int, what: str) -> None:
         if count < 2:
-            raise ValueError(f"FrechetDistance fits a covariance: it needs at least 2 images, not {what}")
+            raise ConfigError(f"FrechetDistance fits a covariance: it needs at least 2 images, not {what}")
 
 
 class KernelDistance(SampleMetric):
@@ -135,7 +136,7 @@ class KernelDistance(SampleMetric):
         coef: float = 1.0,
     ) -> None:
         if subsets < 1 or subset_size < 2 or degree < 1 or (gamma is not None and gamma <= 0):
-            raise ValueError(
+            raise ConfigError(
                 f"KernelDistance needs subsets >= 1, subset_size >= 2, degree >= 1 and gamma None or > 0, got "
                 f"{subsets}, {subset_size}, {degree}, {gamma}"
             )
@@ -160,7 +161,7 @@ class KernelDistance(SampleMetric):
 
     def check_set_size(self, count: int, what: str) -> None:
         if count < self.subset_size:
-            raise ValueError(
+            raise ConfigError(
                 f"KernelDistance draws subsets of subset_size={self.subset_size} images, more than {what}: "
                 "lower subset_size"
             )
@@ -180,7 +181,7 @@ class InceptionScore(SampleMetric):
 
     def __init__(self, splits: int = 10) -> None:
         if splits < 1:
-            raise ValueError(f"InceptionScore needs splits >= 1, got {splits}")
+            raise ConfigError(f"InceptionScore needs splits >= 1, got {splits}")
         self.splits = splits
 
     def compute(self, inputs: MetricInputs, generator: torch.Generator) -> dict[str, Tensor]:

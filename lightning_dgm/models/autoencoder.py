@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.models.base import GenerativeSystem
 from lightning_dgm.types import ImageBatch
 
@@ -29,7 +30,7 @@ class GaussianCorruption(Corruption):
 
     def __init__(self, std: float = 0.5) -> None:
         if std <= 0:
-            raise ValueError(f"GaussianCorruption std must be positive, got {std}")
+            raise ConfigError(f"GaussianCorruption std must be positive, got {std}")
         self.std = std
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -41,7 +42,7 @@ class MaskingCorruption(Corruption):
 
     def __init__(self, p: float = 0.25) -> None:
         if not 0 < p < 1:
-            raise ValueError(f"MaskingCorruption p must be in (0, 1), got {p}")
+            raise ConfigError(f"MaskingCorruption p must be in (0, 1), got {p}")
         self.p = p
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -72,9 +73,9 @@ class AutoEncoder(GenerativeSystem):
         super().__init__()
         latent = getattr(decoder, "latent_dim", None), getattr(encoder, "latent_dim", None)
         if latent[0] is None or latent[0] != latent[1]:
-            raise ValueError(f"encoder and decoder must have the same latent_dim, got {latent[1]} and {latent[0]}")
+            raise ConfigError(f"encoder and decoder must have the same latent_dim, got {latent[1]} and {latent[0]}")
         if getattr(encoder, "gaussian_posterior", False):
-            raise ValueError("an autoencoder's encoder outputs one code per image: set gaussian_posterior: false")
+            raise ConfigError("an autoencoder's encoder outputs one code per image: set gaussian_posterior: false")
         self.save_hyperparameters()
         self.encoder, self.decoder = encoder, decoder
         self.latent_dim: int = latent[0]
@@ -98,7 +99,7 @@ class AutoEncoder(GenerativeSystem):
     @torch.no_grad()
     def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         if labels is not None:
-            raise ValueError(f"{type(self).__name__} is unconditional: call sample() without labels")
+            raise ConfigError(f"{type(self).__name__} is unconditional: call sample() without labels")
         device = generator.device if generator is not None else self.device
         eps = torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
         return self.decode(self.code_mean + eps @ self.code_scale_tril.T)

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.models.base import GenerativeSystem
 from lightning_dgm.types import ImageBatch
 
@@ -47,14 +48,14 @@ class _ClosedFormSystem(GenerativeSystem):
     def _flat(self, batch: ImageBatch) -> Tensor:
         x = batch.image
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} was built for data of shape {self.image_shape}, got {tuple(x.shape[1:])}"
             )
         return x.reshape(len(x), self.dim).double()
 
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:
-            raise ValueError(f"{type(self).__name__} is fit by counting on one process; run it with trainer.devices=1")
+            raise ConfigError(f"{type(self).__name__} is fit by counting on one process; run it with trainer.devices=1")
 
     def on_train_epoch_start(self) -> None:
         self.reset_statistics()
@@ -67,7 +68,7 @@ class _ClosedFormSystem(GenerativeSystem):
 
     def _check_fitted(self, labels: Tensor | None = None) -> None:
         if labels is not None:
-            raise ValueError(f"{type(self).__name__} is unconditional: call sample() without labels")
+            raise ConfigError(f"{type(self).__name__} is unconditional: call sample() without labels")
         if self.num_fitted == 0:
             raise RuntimeError(f"{type(self).__name__} has not been fit: run `fit` first or load a checkpoint")
 
@@ -130,7 +131,7 @@ class Multinomial(_ClosedFormSystem):
     ) -> None:
         super().__init__(image_shape, value_range)
         if num_values < 2 or not value_range[0] < value_range[1] or pseudocount < 0:
-            raise ValueError("need num_values >= 2, value_range low < high and pseudocount >= 0")
+            raise ConfigError("need num_values >= 2, value_range low < high and pseudocount >= 0")
         self.save_hyperparameters()
         self.num_values, self.pseudocount = num_values, pseudocount
         self.register_buffer("values", torch.linspace(*self.value_range, num_values, dtype=torch.float64))
@@ -190,7 +191,7 @@ class Gaussian(_ClosedFormSystem):
     ) -> None:
         super().__init__(image_shape, value_range)
         if jitter < 0:
-            raise ValueError(f"jitter must be >= 0, got {jitter}")
+            raise ConfigError(f"jitter must be >= 0, got {jitter}")
         self.save_hyperparameters()
         self.jitter = jitter
         d = self.dim

@@ -9,6 +9,7 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss, NonSaturating, Penalty
 from lightning_dgm.models.gan import GAN
 from lightning_dgm.nets.noise import GaussianNoise, Noise
@@ -81,13 +82,13 @@ class ConditionalGAN(GAN):
         penalty: Penalty | None = None,
     ) -> None:
         if num_classes is None or num_classes < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} needs num_classes >= 1, got {num_classes}: use a datamodule with classes "
                 "(the CLI links its num_classes) or set model.num_classes"
             )
         for name, net in (("generator", generator), ("discriminator", discriminator)):
             if getattr(net, "num_classes", num_classes) != num_classes:
-                raise ValueError(f"the {name} was built for {net.num_classes} classes but the model has {num_classes}")
+                raise ConfigError(f"the {name} was built for {net.num_classes} classes but the model has {num_classes}")
         super().__init__(
             generator=generator,
             discriminator=discriminator,

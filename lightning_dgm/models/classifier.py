@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.models.base import System
 from lightning_dgm.types import ImageBatch, check_label_range
 
@@ -47,12 +48,12 @@ class Classifier(System):
         built_for = getattr(network, "num_classes", None)
         num_classes = num_classes if num_classes is not None else built_for
         if num_classes is None or num_classes < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"Classifier needs num_classes >= 2, got {num_classes}: use a datamodule with classes (the CLI links "
                 "its num_classes) or set model.num_classes"
             )
         if built_for is not None and built_for != num_classes:
-            raise ValueError(f"the network was built for {built_for} classes but the model has {num_classes}")
+            raise ConfigError(f"the network was built for {built_for} classes but the model has {num_classes}")
         self.save_hyperparameters()
         self.network = network
         self._labels_checked = False

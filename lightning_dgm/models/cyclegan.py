@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss, LeastSquares
 from lightning_dgm.models.base import AdversarialSystem, frozen
 from lightning_dgm.models.translation import TranslationSystem
@@ -29,7 +30,7 @@ class ImagePool:
 
     def __init__(self, size: int = 50) -> None:
         if size < 0:
-            raise ValueError(f"pool size must be >= 0, got {size}")
+            raise ConfigError(f"pool size must be >= 0, got {size}")
         self.size = size
         self.images: list[Tensor] = []
 

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss, NonSaturating, Penalty
 from lightning_dgm.models.base import AdversarialSystem
 from lightning_dgm.nets.noise import GaussianNoise, Noise
@@ -56,7 +57,7 @@ class GAN(AdversarialSystem):
     ) -> None:
         super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
         if d_steps < 1:
-            raise ValueError(f"d_steps must be at least 1, got {d_steps}")
+            raise ConfigError(f"d_steps must be at least 1, got {d_steps}")
         self.save_hyperparameters()
         self.generator, self.discriminator, self.noise = generator, discriminator, noise
         self.d_steps, self.g_batch_size, self.penalty = d_steps, g_batch_size, penalty
@@ -72,7 +73,7 @@ class GAN(AdversarialSystem):
 
     def check_sample_condition(self, labels: Tensor | None, n: int) -> None:
         if labels is not None:
-            raise ValueError(f"{type(self).__name__} is unconditional: call sample() without labels")
+            raise ConfigError(f"{type(self).__name__} is unconditional: call sample() without labels")
 
     # -- the model ----------------------------------------------------------------------------
     def generate(self, n: int, condition: Tensor | None, rng: torch.Generator | None) -> Tensor:

@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses.likelihoods import BernoulliLikelihood, DiagonalGaussian, Likelihood, standard_normal_log_prob
 from lightning_dgm.models.base import GenerativeSystem
 from lightning_dgm.types import ImageBatch
@@ -58,11 +59,11 @@ class VAE(GenerativeSystem):
         super().__init__()
         latent = getattr(decoder, "latent_dim", None), getattr(encoder, "latent_dim", None)
         if latent[0] is None or latent[0] != latent[1]:
-            raise ValueError(f"encoder and decoder must have the same latent_dim, got {latent[1]} and {latent[0]}")
+            raise ConfigError(f"encoder and decoder must have the same latent_dim, got {latent[1]} and {latent[0]}")
         if not getattr(encoder, "gaussian_posterior", True):
-            raise ValueError("the VAE's encoder must output a Gaussian posterior: set gaussian_posterior: true")
+            raise ConfigError("the VAE's encoder must output a Gaussian posterior: set gaussian_posterior: true")
         if beta < 0 or iw_samples < 0:
-            raise ValueError(f"beta and iw_samples must be non-negative, got {beta} and {iw_samples}")
+            raise ConfigError(f"beta and iw_samples must be non-negative, got {beta} and {iw_samples}")
         self.save_hyperparameters()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.latent_dim: int = latent[0]
@@ -90,7 +91,7 @@ class VAE(GenerativeSystem):
     @torch.no_grad()
     def sample(self, n: int, *, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         if labels is not None:
-            raise ValueError("VAE is unconditional: call sample() without labels")
+            raise ConfigError("VAE is unconditional: call sample() without labels")
         device = generator.device if generator is not None else self.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
         return self.decode(z)

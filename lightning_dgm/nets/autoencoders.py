@@ -15,12 +15,13 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import check_shape
 
 
 def _check_codes(name: str, z: Tensor, latent_dim: int) -> None:
     if z.dim() != 2 or z.shape[1] != latent_dim:
-        raise ValueError(f"{name} expects codes of shape (N, {latent_dim}), got {tuple(z.shape)}")
+        raise ConfigError(f"{name} expects codes of shape (N, {latent_dim}), got {tuple(z.shape)}")
 
 
 #: hidden units of the MLPs, by name (the IWAE paper's VAE uses tanh)
@@ -95,7 +96,7 @@ def _bottom_size(name: str, image_shape: tuple[int, ...], depth: int) -> int:
     # Each stride-2 layer (kernel 4, padding 1) halves the side exactly, so it must divide.
     side = image_shape[-1]
     if image_shape[-2] != side or side % 2**depth:
-        raise ValueError(
+        raise ConfigError(
             f"{name} with {depth} stride-2 layers needs square images with a side divisible by {2**depth}, "
             f"got {tuple(image_shape)}; change `channels`"
         )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
+
 
 class ConvClassifier(nn.Module):
     """A small VGG-style CNN: images (N, *image_shape) in [-1, 1] -> logits (N, num_classes).
@@ -48,15 +50,15 @@ class ConvClassifier(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         if len(self.image_shape) != 3:
-            raise ValueError(f"ConvClassifier expects image_shape (C, H, W), got {self.image_shape}")
+            raise ConfigError(f"ConvClassifier expects image_shape (C, H, W), got {self.image_shape}")
         side = min(self.image_shape[1:]) // 2 ** len(channels)
         if not channels or side < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"ConvClassifier halves the side once per stage: {len(channels)} stages do not fit images of shape "
                 f"{self.image_shape}; use fewer channels entries"
             )
         if num_classes < 2 or num_features < 1 or convs_per_stage < 1 or not 0 <= dropout < 1:
-            raise ValueError(
+            raise ConfigError(
                 "ConvClassifier needs num_classes >= 2, num_features >= 1, convs_per_stage >= 1 and dropout in [0, 1), "
                 f"got {num_classes}, {num_features}, {convs_per_stage}, {dropout}"
             )
@@ -78,7 +80,7 @@ class ConvClassifier(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         """Penultimate activations (N, num_features), >= 0, of images (N, *image_shape) in [-1, 1]."""
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"ConvClassifier was built for images of shape {self.image_shape}, got {tuple(x.shape[1:])}"
             )
         return self.penultimate(self.body(x))

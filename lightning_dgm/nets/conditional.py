@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_dgm.nets.mlp import MLPGenerator, he_uniform_, hidden_stack
 from lightning_dgm.types import check_labels, check_shape
@@ -27,12 +28,12 @@ from lightning_dgm.types import check_labels, check_shape
 
 def _check_classes(num_classes: int, who: str) -> None:
     if num_classes < 1:
-        raise ValueError(f"{who} needs num_classes >= 1, got {num_classes}")
+        raise ConfigError(f"{who} needs num_classes >= 1, got {num_classes}")
 
 
 def _check_noise(z: Tensor, latent_dim: int, who: str) -> None:
     if z.dim() != 2 or z.shape[1] != latent_dim:
-        raise ValueError(f"{who} expects noise of shape (N, {latent_dim}), got {tuple(z.shape)}")
+        raise ConfigError(f"{who} expects noise of shape (N, {latent_dim}), got {tuple(z.shape)}")
 
 
 class ConditionalMLPGenerator(nn.Module):
@@ -90,7 +91,7 @@ class ConditionalMLPDiscriminator(nn.Module):
         super().__init__()
         _check_classes(num_classes, "ConditionalMLPDiscriminator")
         if out_features not in (1, 2):
-            raise ValueError(f"out_features must be 1 (realness logit) or 2 ([fake, real] logits), got {out_features}")
+            raise ConfigError(f"out_features must be 1 (realness logit) or 2 ([fake, real] logits), got {out_features}")
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.embed = nn.Embedding(num_classes, embedding_dim)
         in_features = math.prod(self.image_shape) + embedding_dim

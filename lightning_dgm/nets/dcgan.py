@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
+
 #: Supported image sides and the side of G's first (and D's last) feature map.
 START_SIDE = {28: 7, 32: 4, 64: 4}
 
@@ -22,7 +24,7 @@ def _plan(name: str, image_shape: tuple[int, ...]) -> tuple[int, int]:
     """(start side, number of stride-2 layers) for a supported (C, H, W)."""
     if len(image_shape) != 3 or image_shape[1] != image_shape[2] or image_shape[1] not in START_SIDE:
         supported = ", ".join(f"(C, {s}, {s})" for s in START_SIDE)
-        raise ValueError(f"{name} supports images of shape {supported}, got {tuple(image_shape)}; resize the data")
+        raise ConfigError(f"{name} supports images of shape {supported}, got {tuple(image_shape)}; resize the data")
     start = START_SIDE[image_shape[1]]
     return start, (image_shape[1] // start).bit_length() - 1  # side = start * 2**depth
 
@@ -82,7 +84,7 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"DCGANGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+            raise ConfigError(f"DCGANGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
         return self.net(z.view(len(z), self.latent_dim, 1, 1))
 
 
@@ -117,7 +119,7 @@ class DCGANDiscriminator(nn.Module):
     def features(self, x: Tensor) -> list[Tensor]:
         """Activation maps after each conv block: (N, base_channels * 2**i, H / 2**(i+1), W / 2**(i+1))."""
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"DCGANDiscriminator was built for images of shape {self.image_shape}, got {tuple(x.shape[1:])}"
             )
         maps = []

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
+
 
 def he_uniform_(module: nn.Module) -> None:
     """He-uniform (Keras' he_uniform) for every Linear: U(-sqrt(6 / fan_in), sqrt(6 / fan_in)), zero bias."""
@@ -61,7 +63,7 @@ class MLPGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"MLPGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+            raise ConfigError(f"MLPGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
         return self.net(z).view(len(z), *self.image_shape)
 
 
@@ -83,7 +85,7 @@ class MLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         if out_features not in (1, 2):
-            raise ValueError(f"out_features must be 1 (realness logit) or 2 ([fake, real] logits), got {out_features}")
+            raise ConfigError(f"out_features must be 1 (realness logit) or 2 ([fake, real] logits), got {out_features}")
         self.image_shape = tuple(image_shape)
         in_features = math.prod(self.image_shape)
         width = hidden_dims[-1] if hidden_dims else in_features
@@ -97,7 +99,7 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"MLPDiscriminator was built for images of shape {self.image_shape}, got {tuple(x.shape[1:])}"
             )
         return self.net(x)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lightning_dgm.errors import ConfigError
+
 
 class Noise:
     """Base: p(z). `sample(shape)` draws z of that shape; subclasses say how (`draw`)."""
@@ -44,7 +46,7 @@ class UniformNoise(Noise):
 
     def __init__(self, low: float = -0.5, high: float = 0.5) -> None:
         if not low < high:
-            raise ValueError(f"UniformNoise needs low < high, got low={low}, high={high}")
+            raise ConfigError(f"UniformNoise needs low < high, got low={low}, high={high}")
         self.low, self.high = low, high
 
     def draw(

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
+
 
 class Maxout(nn.Module):
     """Linear maxout units (Goodfellow et al. 2013): out_features units, each the max of `pieces` affine maps."""
@@ -38,7 +40,7 @@ def _normal_init_(module: nn.Module, std: float) -> None:
     and Constant(0)). BatchNorm keeps PyTorch's start, scale 1 and shift 0, as Blocks' BatchNormalization
     does; unlike `nets.dcgan.normal_init_`, which draws the scales from N(1, 0.02)."""
     if std <= 0:
-        raise ValueError(f"init_std must be positive, got {std}")
+        raise ConfigError(f"init_std must be positive, got {std}")
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
             nn.init.normal_(layer.weight, 0.0, std)
@@ -87,7 +89,7 @@ class PointGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"PointGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+            raise ConfigError(f"PointGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
         return self.net(z).view(len(z), *self.image_shape)
 
 
@@ -118,7 +120,7 @@ class PointDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         if maxout_pieces < 2 or pack < 1:
-            raise ValueError(f"need maxout_pieces >= 2 and pack >= 1, got {maxout_pieces} and {pack}")
+            raise ConfigError(f"need maxout_pieces >= 2 and pack >= 1, got {maxout_pieces} and {pack}")
         self.image_shape = tuple(image_shape)
         self.pack = pack
         layers: list[nn.Module] = []
@@ -132,11 +134,11 @@ class PointDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"PointDiscriminator was built for points of shape {self.image_shape}, got {tuple(x.shape[1:])}"
             )
         if len(x) % self.pack:
-            raise ValueError(
+            raise ConfigError(
                 f"PointDiscriminator packs {self.pack} points per decision, but got a batch of "
                 f"{len(x)}; use a batch size that is a multiple of {self.pack}"
             )

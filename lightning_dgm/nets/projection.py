@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.nets.mlp import he_uniform_, hidden_stack
 from lightning_dgm.types import check_labels, check_shape
 
@@ -41,7 +42,7 @@ class ProjectionMLPDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 1 or not hidden_dims:
-            raise ValueError(f"need num_classes >= 1 and at least one hidden layer, got {num_classes}, {hidden_dims}")
+            raise ConfigError(f"need num_classes >= 1 and at least one hidden layer, got {num_classes}, {hidden_dims}")
         self.image_shape, self.num_classes = tuple(image_shape), num_classes
         self.phi = nn.Sequential(*hidden_stack(math.prod(self.image_shape), hidden_dims, negative_slope))
         self.psi = nn.Linear(hidden_dims[-1], 1)

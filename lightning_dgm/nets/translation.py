@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.nets.dcgan import normal_init_
 
 #: A normalization layer factory: called with a channel count, returns the module.
@@ -62,7 +63,7 @@ def conv_norm(
 
 def _check_images(name: str, x: Tensor, channels: int) -> None:
     if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"{name} expects images of shape (N, {channels}, H, W), got {tuple(x.shape)}")
+        raise ConfigError(f"{name} expects images of shape (N, {channels}, H, W), got {tuple(x.shape)}")
 
 
 class ResidualBlock(nn.Module):
@@ -111,9 +112,9 @@ class ResNetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if num_blocks < 0:
-            raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
+            raise ConfigError(f"num_blocks must be >= 0, got {num_blocks}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.out_channels, self.num_blocks = in_channels, out_channels, num_blocks
         b = base_channels
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), *conv_norm(nn.Conv2d, in_channels, b, norm, kernel_size=7)]
@@ -132,7 +133,7 @@ class ResNetGenerator(nn.Module):
         _check_images("ResNetGenerator", x, self.in_channels)
         h, w = x.shape[-2:]
         if h % 4 or w % 4 or min(h, w) < 8:
-            raise ValueError(
+            raise ConfigError(
                 f"ResNetGenerator needs H and W divisible by 4 and at least 8, got {h}x{w}; resize or crop the images"
             )
         return self.net(x)
@@ -166,7 +167,7 @@ class PatchGANDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         self.in_channels, self.num_layers = in_channels, num_layers
         widths = [base_channels * min(2**n, 8) for n in range(num_layers + 1)]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
@@ -190,7 +191,7 @@ class PatchGANDiscriminator(nn.Module):
         _check_images("PatchGANDiscriminator", x, self.in_channels)
         smallest = 3 * 2**self.num_layers  # H' = floor(H / 2**num_layers) - 2 >= 1
         if min(x.shape[-2:]) < smallest:
-            raise ValueError(
+            raise ConfigError(
                 f"PatchGANDiscriminator with num_layers={self.num_layers} needs H and W >= {smallest}, "
                 f"got {tuple(x.shape[-2:])}; use larger images or fewer layers"
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.nets.dcgan import normal_init_
 from lightning_dgm.nets.translation import InstanceNorm, NormCallable, conv_norm
 
@@ -51,23 +52,23 @@ class UNetGenerator(nn.Module):
         super().__init__()
         in_channels, image_size, width = image_shape
         if image_size != width:
-            raise ValueError(
+            raise ConfigError(
                 f"UNetGenerator needs square images, got image_shape {tuple(image_shape)}; crop them square"
             )
         if image_size < 2 or image_size & (image_size - 1):
-            raise ValueError(
+            raise ConfigError(
                 f"UNetGenerator needs image_size a power of two (e.g. 64, 128, 256), got {image_size}; "
                 "resize or crop the images"
             )
         most = image_size.bit_length() - 1  # log2(image_size): down to a 1x1 bottleneck
         depth = most if num_downs is None else num_downs
         if not 1 <= depth <= most:
-            raise ValueError(
+            raise ConfigError(
                 f"UNetGenerator with image_size={image_size} takes num_downs in [1, {most}], got {num_downs}; "
                 "leave it None for a 1x1 bottleneck"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.image_size, self.num_downs = image_size, depth
         widths = [base_channels * 2 ** min(i, 3) for i in range(depth)]
@@ -101,7 +102,7 @@ class UNetGenerator(nn.Module):
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             shape = ", ".join(map(str, expected))
-            raise ValueError(f"UNetGenerator expects images of shape (N, {shape}), got {tuple(x.shape)}")
+            raise ConfigError(f"UNetGenerator expects images of shape (N, {shape}), got {tuple(x.shape)}")
         skips = []
         for block in self.down:
             x = block(x)
