@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -58,14 +59,18 @@ def _is_subclass(class_path: str, base: type | tuple[type, ...]) -> bool:
     return isinstance(cls, type) and issubclass(cls, base)
 
 
-def _network_argument(argument: str, model: Namespace) -> bool:
-    """Whether `argument` (model.init_args.<name>.init_args...) configures one of the system's networks:
-    something its weights were built with, unlike a loss weight, an optimizer or an evaluation knob."""
+def _component_is(argument: str, model: Namespace, base: type | tuple[type, ...]) -> bool:
+    """Whether `argument` (model.init_args.<name>.init_args...) configures a component of the system
+    (a network, an optimizer) whose class derives from `base`."""
     parts = argument.split(".")
     if len(parts) < 4 or parts[:2] != ["model", "init_args"]:
         return False
     component = model.init_args.get(parts[2]) if isinstance(model.init_args, Namespace) else None
-    return isinstance(component, Namespace) and _is_subclass(str(component.get("class_path")), nn.Module)
+    return isinstance(component, Namespace) and _is_subclass(str(component.get("class_path")), base)
+
+
+#: components whose state a resumed fit restores from the checkpoint, whatever the command line says
+_RESTORED = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
 
 
 def _accepts(class_path: str, argument: str) -> bool:
@@ -154,16 +159,23 @@ class LightningDGMCLI(LightningCLI):
             return
         checkpoint = read_checkpoint(ckpt_path)
         mismatches = config_mismatches(checkpoint, config.get("model"))
+        mismatches = [m for m in mismatches if m[0].rsplit(".", 1)[-1] not in DATA_FACTS]  # linked from the data
         del checkpoint
         flagged = [m for m in mismatches if self._flag_given(m[0])]
         # A different class, or a network argument the user asked for, cannot be honoured by these weights.
         wrong = [m for m in mismatches if m[0].endswith("class_path")]
-        wrong += [m for m in flagged if _network_argument(m[0], config.model)]
+        wrong += [m for m in flagged if _component_is(m[0], config.model, nn.Module)]
         for argument, saved, asked in wrong:
             raise CheckpointError(
                 f"{ckpt_path} does not match the command: {argument} is {saved} in the checkpoint but {asked} "
                 "in the command; use the run's own config (<run folder>/config.yaml) or a checkpoint of this model"
             )
+        for argument, saved, asked in flagged:
+            if subcommand == "fit" and _component_is(argument, config.model, _RESTORED):
+                raise CheckpointError(
+                    f"{argument} {asked} would be ignored: resuming from {ckpt_path} restores the optimizer and "
+                    f"scheduler states, which hold {saved}; drop the flag, or start a new run (no --ckpt_path)"
+                )
         super()._parse_ckpt_path()
         config = self.config[subcommand]
         for argument, saved, asked in mismatches:
@@ -265,6 +277,17 @@ def _remove_unused_run_dir(cli: LightningDGMCLI | None) -> None:
     shutil.rmtree(cli.run_dir, ignore_errors=True)
 
 
+def _user_error(error: BaseException) -> BaseException | None:
+    """The error the user can fix behind `error`: ours, or Lightning's clear MisconfigurationException,
+    also when jsonargparse re-raised it as a ValueError while instantiating a class (`raise ... from`)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, UserError | MisconfigurationException):
+            return error
+        error, seen = error.__cause__, seen + 1
+    return None
+
+
 def main(args: Any = None) -> None:
     """The CLI with the framework's exit codes (see `lightning_dgm.errors`): errors the user can fix
     are one line on stderr (LIGHTNING_DGM_DEBUG=1 shows the traceback), and an interrupted run says
@@ -273,9 +296,10 @@ def main(args: Any = None) -> None:
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")  # ours skip what was consumed
     try:
         LightningDGMCLI(args=args)
-    except (UserError, MisconfigurationException) as error:
+    except Exception as raised:
+        error = _user_error(raised)
         _remove_unused_run_dir(LightningDGMCLI.latest)
-        if os.environ.get(DEBUG_ENV):
+        if error is None or os.environ.get(DEBUG_ENV):
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))

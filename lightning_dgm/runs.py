@@ -12,10 +12,13 @@ before it trained or saved anything.
 
 from __future__ import annotations
 
+import base64
+import json
 import netrc
 import os
 import re
-import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -72,52 +75,71 @@ def previous_wandb_id(run_dir: Path) -> str | None:
     return newest.name.rsplit("-", 1)[1] if newest else None
 
 
-def has_wandb_credentials() -> bool:
-    """An API key in the environment or in netrc for the W&B host (what `wandb login` writes)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+def _base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+
+
+def wandb_api_key() -> str | None:
+    """The API key W&B would use: WANDB_API_KEY, or netrc's entry for the W&B host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"]
+    host = urlparse(_base_url()).hostname
     candidates = [os.environ.get("NETRC"), Path.home() / ".netrc", Path.home() / "_netrc"]
     for path in filter(None, candidates):
         try:
-            if netrc.netrc(str(path)).authenticators(host):
-                return True
+            entry = netrc.netrc(str(path)).authenticators(host)
         except (OSError, netrc.NetrcParseError):
             continue
-    return False
+        if entry and entry[2]:
+            return entry[2]
+    return None
 
 
 #: seconds to wait for the W&B server before logging offline; LIGHTNING_DGM_WANDB_TIMEOUT overrides
 WANDB_TIMEOUT = 5.0
 
 
-def wandb_reachable(timeout: float | None = None) -> bool:
-    """Whether a TCP connection to the W&B server (WANDB_BASE_URL) opens within `timeout` seconds."""
+def wandb_problem(api_key: str, timeout: float | None = None, base_url: str | None = None) -> str | None:
+    """Why W&B could not log online (None: it can): one GraphQL request for the key's user, as W&B's
+    own login check makes, answered within `timeout` seconds. A bare TCP connect is not enough: on
+    many clusters a proxy accepts every connection and then never answers (or answers 404)."""
     timeout = float(os.environ.get("LIGHTNING_DGM_WANDB_TIMEOUT", WANDB_TIMEOUT)) if timeout is None else timeout
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+    url = f"{base_url or _base_url()}/graphql"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"query": "query { viewer { id } }"}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode(),
+        },
+    )
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            viewer = (json.loads(response.read() or b"{}").get("data") or {}).get("viewer")
+    except urllib.error.HTTPError as error:
+        return f"{url} answered HTTP {error.code}" + (" (the API key was rejected)" if error.code == 401 else "")
+    except (OSError, ValueError) as error:  # no route, DNS, timeout, TLS, not JSON
+        return f"{url} did not answer within {timeout:g} s ({getattr(error, 'reason', error)})"
+    return None if viewer else f"{url} did not accept the API key"
 
 
 def wandb_offline_fallback() -> str | None:
-    """Switches W&B to offline mode when it could not go online: no API key (W&B would prompt), or
-    a server that does not answer within a few seconds (W&B would block about two minutes, then
-    crash the run). Returns the reason, or None if W&B is left as it is."""
+    """Switches W&B to offline mode when it could not log online: no API key (W&B would prompt), or
+    a server that does not answer in a few seconds or rejects the key (W&B would block about two
+    minutes, then crash the run). Returns the reason, or None if W&B is left as it is."""
     mode = os.environ.get("WANDB_MODE", "")
     if mode in ("offline", "disabled", "dryrun"):
         return None
-    if not has_wandb_credentials():
+    api_key = wandb_api_key()
+    if api_key is None and os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return None  # federated identity: W&B's own business
+    if api_key is None:
         if mode:
             return None
         reason = "no API key found"
-    elif not wandb_reachable():
-        host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-        reason = f"the server {host} did not answer"
     else:
-        return None
+        reason = wandb_problem(api_key)
+        if reason is None:
+            return None
     os.environ["WANDB_MODE"] = "offline"
     return reason

@@ -229,3 +229,17 @@ def write_domain(root: Path, folder: str, n: int, seed: int, size: int = 4) -> t
     for i, image in enumerate(images):
         save(root / folder / f"{i}.png", image)
     return torch.stack([chw(image) for image in images])
+
+
+class SignalAt(L.Callback):
+    """Sends `signal` (a name: SIGTERM, SIGINT, SIGKILL) to this process at the start of batch `batch`
+    of epoch `epoch`: a preemption or a crash at a known point of training, for subprocess tests."""
+
+    def __init__(self, epoch: int, batch: int, signal: str) -> None:
+        self.epoch, self.batch, self.signal = epoch, batch, signal
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            import signal
+
+            os.kill(os.getpid(), getattr(signal, self.signal))

@@ -12,6 +12,7 @@ from lightning_dgm.callbacks.latents import (
 )
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
 from lightning_dgm.callbacks.real_features import RealFeatureCache
+from lightning_dgm.callbacks.safety import NonFiniteGuard, ResumeCheckpoint
 from lightning_dgm.callbacks.sample_grid import SampleGrid
 from lightning_dgm.callbacks.sample_metrics import SampleMetrics
 from lightning_dgm.callbacks.sample_writer import SampleRequestDataset, SampleWriter
@@ -37,9 +38,11 @@ __all__ = [
     "LatentManifold",
     "MatmulPrecision",
     "ModeCoverageMonitor",
+    "NonFiniteGuard",
     "PointsPlot",
     "RealFeatureCache",
     "Reconstructions",
+    "ResumeCheckpoint",
     "SampledImages",
     "SampleGrid",
     "SampleMetrics",

@@ -92,7 +92,8 @@ class NonFiniteGuard(L.Callback):
     @staticmethod
     def _fail(trainer: L.Trainer, what: str) -> None:
         batch = trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
-        kept = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        kept = folder if folder and any(Path(folder).glob("*.ckpt")) else None
         raise NonFiniteError(
             f"training diverged at epoch {trainer.current_epoch}, batch {batch} (global step "
             f"{trainer.global_step}): {what}; the run stopped without saving this state"
@@ -167,6 +168,9 @@ class ResumeCheckpoint(L.Callback):
         if received is None and not due:
             return
         path = self.path(trainer)
+        for callback in trainer.checkpoint_callbacks:  # theirs to overwrite at the epoch's end, not to version
+            if getattr(callback, "save_last", False) and callback.dirpath and Path(callback.dirpath) == path.parent:
+                callback.last_model_path = str(path)  # (set before saving: it is part of the saved state)
         trainer.save_checkpoint(path)
         self._last_save = time.monotonic()
         if received is not None:

@@ -17,6 +17,20 @@ from lightning_dgm.types import ImageBatch
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+def _check_idx_header(path: Path) -> None:
+    """One line naming the file when an IDX file does not start with its magic number (2051 for
+    images, 2049 for labels; big-endian), which torchvision reports as a bare AssertionError."""
+    expected = 2051 if "images" in path.name else 2049
+    with open(path, "rb") as file:
+        header = file.read(4)
+    found = int.from_bytes(header, "big") if len(header) == 4 else None
+    if found != expected:
+        raise DataError(
+            f"{path} is not an MNIST IDX file (magic number {found}, expected {expected}); delete it and download "
+            "again (--data.download true)"
+        )
+
+
 class DynamicallyBinarized(TensorImageDataset):
     """Each epoch, every pixel is drawn anew: on (255) with probability intensity / 255, else off (0);
     served as float32 (n, 1, 28, 28) in {-1, 1}.
@@ -111,6 +125,8 @@ class MNISTDataModule(DownloadedImageDataModule):
 
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         self.check_files()
+        for name in _FILES[:2] if train else _FILES[2:]:
+            _check_idx_header(self.files_dir / name)
         try:
             dataset = MNIST(self.data_dir, train=train, download=False)
         except Exception as error:
