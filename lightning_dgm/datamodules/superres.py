@@ -262,9 +262,18 @@ class SuperResolutionDataModule(BaseDataModule):
 
     # -- splits -----------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        for folder in self.train_dirs:
-            self._decoded(self._path(folder), "data.train_dir")
-        for folder, setting in ((self.val_dir, "data.val_dir"), (self.test_dir, "data.test_dir")):
+        """Decodes (and caches) the folders the running command reads: fit train and val, validate
+        val, test test, predict test when there is no predict_dir."""
+        trainer = getattr(self, "_trainer", None)
+        stage = str(getattr(trainer.state.fn, "value", trainer.state.fn)) if trainer is not None else None
+        folders = {
+            "fit": [(d, "data.train_dir") for d in self.train_dirs] + [(self.val_dir, "data.val_dir")],
+            "validate": [(self.val_dir, "data.val_dir")],
+            "test": [(self.test_dir, "data.test_dir")],
+            "predict": [(self.test_dir if self.predict_dir is None else None, "data.test_dir")],
+        }
+        chosen = folders.get(stage) or [entry for entries in folders.values() for entry in entries]
+        for folder, setting in chosen:
             if folder is not None:
                 self._decoded(self._path(folder), setting)
 

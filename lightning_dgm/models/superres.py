@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -192,8 +192,12 @@ class SRGAN(SuperResolutionSystem, AdversarialSystem):
         rank_zero_info(f"SRGAN: G initialised from {path}")
 
     def on_fit_start(self) -> None:
-        if self.generator_checkpoint and self.trainer.ckpt_path is None:  # a resumed run has its own G
+        if self.trainer.ckpt_path is not None:  # a resumed run has its own G
+            return
+        if self.generator_checkpoint:
             self.load_generator(self.generator_checkpoint)
+        else:
+            rank_zero_warn("SRGAN: no generator_checkpoint, G starts untrained (the paper starts from an SRResNet)")
 
     def training_step(self, batch: ResolutionPair, batch_idx: int) -> None:
         low, real = batch
