@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.testing import assert_close
+from torch.utils.data import DataLoader
 
 from lightning_dgm.datamodules import SuperResolutionDataModule
 from lightning_dgm.datamodules.superres import bicubic_downscale
@@ -115,14 +116,9 @@ def test_lr_crop_is_the_bicubic_downscale_of_the_hr_crop(tmp_path):
         assert_close(batch.low, to_signed_unit(bicubic_downscale(signed_unit_to_uint8(batch.high), 4)))
         # each HR crop is a crop of its image under one of the 8 symmetries of the square
         for crop in signed_unit_to_uint8(batch.high):
-            views = [torch.rot90(crop.flip(-1) if f else crop, -k, (-2, -1)) for f in (0, 1) for k in range(4)]
-            views = [v.flip(-1) if f else v for v, f in zip(views, [0] * 4 + [1] * 4)]
-            found = any(
-                (image.unfold(1, 48, 1).unfold(2, 48, 1) == view[:, None, None]).all(0).all(-1).all(-1).any()
-                for image in originals
-                for view in views
-            )
-            assert found
+            views = [torch.rot90(view, k, (-2, -1)) for view in (crop, crop.flip(-1)) for k in range(4)]
+            windows = [image.unfold(1, 48, 1).unfold(2, 48, 1) for image in originals]  # (C, i, j, 48, 48)
+            assert any((w == v[:, None, None]).all(0).all(-1).all(-1).any() for w in windows for v in views)
     # the LR is what MATLAB's imresize makes: antialiased, so a fine checkerboard averages to grey
     checker = ((torch.arange(8)[:, None] + torch.arange(8)) % 2 * 255).to(torch.uint8).expand(1, 3, 8, 8)
     assert (bicubic_downscale(checker, 4).int() - 128).abs().max() <= 2
@@ -169,28 +165,29 @@ def test_vgg_features_load_a_local_stand_in_and_stay_out_of_the_module(tmp_path,
         VGGFeatures(layer="relu3_1")  # the stand-in stops at relu2_2
 
 
-def test_srgan_g_loss_is_content_plus_1e_3_adversarial(tmp_path):
+class RecordingSRGAN(SRGAN):
+    """SRGAN that keeps what each G step logs (the last `log_training` call of a batch is G's)."""
+
+    def log_training(self, metrics, prog_bar=True):
+        self.recorded = {name: value.detach() for name, value in metrics.items()}
+
+
+def test_srgan_g_loss_is_content_plus_1e_3_adversarial():
     torch.manual_seed(0)
     generator, discriminator = tiny_generator(), SRGANDiscriminator((3, 16, 16), features=4, hidden=8)
-    system = SRGAN(generator, discriminator, g_optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
-    system.d_optimizer = lambda p: torch.optim.SGD(p, lr=0.0)
-    logged = {}
-    system.log_training = lambda metrics, prog_bar=True: logged.update(metrics)
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False)
-    system.trainer = trainer
-    trainer.strategy.connect(system)
-    trainer.strategy._lightning_optimizers = [
-        L.pytorch.core.optimizer.LightningOptimizer(o) for o in system.configure_optimizers()[0]
-    ]
-    system.optimizers = lambda: trainer.strategy._lightning_optimizers
-    system.manual_backward = lambda loss: loss.backward()
+    frozen = lambda parameters: torch.optim.SGD(parameters, lr=0.0)  # noqa: E731 - nothing moves: the formula holds after
+    system = RecordingSRGAN(generator, discriminator, g_optimizer=frozen, d_optimizer=frozen)
     batch = ResolutionPair(torch.rand(2, 3, 4, 4) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1)
-    system.training_step(batch, 0)  # lr 0: nothing moves, so the formula can be evaluated after
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    trainer.fit(system, train_dataloaders=DataLoader([batch], batch_size=None))
     with torch.no_grad():
         fake = generator(batch.low)
-        expected = F.mse_loss(fake, batch.high) + 1e-3 * NonSaturating().g_loss(discriminator(fake))
-    assert_close(logged["g_loss"], expected)
-    assert_close(logged["g_content"], F.mse_loss(fake, batch.high))
+        content = F.mse_loss(fake, batch.high)
+        expected = content + 1e-3 * NonSaturating().g_loss(discriminator(fake))
+    assert_close(system.recorded["g_loss"], expected)
+    assert_close(system.recorded["g_content"], content)
 
 
 def test_srgan_starts_from_an_srresnet_checkpoint(tmp_path):
@@ -207,21 +204,22 @@ def test_srgan_starts_from_an_srresnet_checkpoint(tmp_path):
 
 
 # -- predict ----------------------------------------------------------------------------------------
-def test_tiled_upscaling_equals_untiled(tmp_path):
-    system = SRResNet(tiny_generator(), tile=8, tile_overlap=0).eval()
-    low = torch.rand(1, 3, 21, 18) * 2 - 1
+def test_tiled_upscaling_equals_untiled():
+    # G's receptive radius in LR pixels: head 9x9 (4) + block (2) + trunk conv (1) + two upsampling
+    # convs (1 each, the second at 2x) + tail 9x9 at 4x (1) = 10.
+    system = SRResNet(tiny_generator(), tile=16, tile_overlap=12).eval()
+    low = torch.rand(1, 3, 40, 36) * 2 - 1
     with torch.no_grad():
         whole = system.generator(low)
-        system.tile_overlap = 12  # more than G's receptive radius (4 + 2 + 1 + 4 LR px): exact everywhere
-        assert_close(system.upscale(low), whole, atol=1e-5, rtol=0)
-        system.tile_overlap = 4  # less: equal away from the seams (8 LR px apart), off near them
+        assert_close(system.upscale(low), whole, atol=1e-5, rtol=0)  # context >= radius: equal everywhere
+        system.tile_overlap = 4  # less: equal from 6 LR px away from the seams (at 16 and 32 LR px)
         tiled = system.upscale(low)
-    seam = torch.zeros(21 * 4, dtype=torch.bool)
-    for edge in (8, 16):
-        seam[(edge - 4) * 4 : (edge + 4) * 4] = True
-    far = ~seam[:, None] & ~seam[:72, None].T
+    near = torch.zeros(40 * 4, dtype=torch.bool)
+    for seam in (16, 32):
+        near[(seam - 6) * 4 : (seam + 6) * 4] = True
+    far = ~near[:, None] & ~near[None, : 36 * 4]
     assert_close(tiled[..., far], whole[..., far], atol=1e-5, rtol=0)
-    assert (tiled - whole).abs().max() > 1e-4
+    assert (tiled - whole).abs().max() > 1e-4  # ... and not near them
 
 
 def test_predict_upscales_a_folder_of_any_images(tmp_path):

@@ -264,7 +264,7 @@ class SuperResolutionDataModule(BaseDataModule):
     def prepare_data(self) -> None:
         """Decodes (and caches) the folders the running command reads: fit train and val, validate
         val, test test, predict test when there is no predict_dir."""
-        trainer = getattr(self, "_trainer", None)
+        trainer = self.trainer
         stage = str(getattr(trainer.state.fn, "value", trainer.state.fn)) if trainer is not None else None
         folders = {
             "fit": [(d, "data.train_dir") for d in self.train_dirs] + [(self.val_dir, "data.val_dir")],

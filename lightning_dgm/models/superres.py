@@ -121,7 +121,7 @@ class SRResNet(SuperResolutionSystem):
         tile_overlap: int = 16,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["generator"])
+        self.save_hyperparameters(ignore=["generator", "content"])  # VGGFeatures' network never enters a checkpoint
         self.generator, self.content, self.optimizer, self.lr_scheduler = generator, content, optimizer, lr_scheduler
         self._setup_evaluation(scale, tile, tile_overlap)
 
@@ -173,7 +173,7 @@ class SRGAN(SuperResolutionSystem, AdversarialSystem):
         tile_overlap: int = 16,
     ) -> None:
         super().__init__(loss, g_optimizer, d_optimizer, g_lr_scheduler, d_lr_scheduler)
-        self.save_hyperparameters(ignore=["generator", "discriminator"])
+        self.save_hyperparameters(ignore=["generator", "discriminator", "content"])
         self.generator, self.discriminator, self.content = generator, discriminator, content
         self.adversarial_weight, self.generator_checkpoint = adversarial_weight, generator_checkpoint
         self._setup_evaluation(scale, tile, tile_overlap)
