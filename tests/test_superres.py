@@ -17,7 +17,7 @@ from torch.testing import assert_close
 from torch.utils.data import DataLoader
 
 from lightning_dgm.datamodules import SuperResolutionDataModule
-from lightning_dgm.datamodules.superres import bicubic_downscale
+from lightning_dgm.datamodules.superres import bicubic_downscale, bicubic_upscale
 from lightning_dgm.errors import CheckpointError, DataError, MissingFileError
 from lightning_dgm.losses import NonSaturating, VGGFeatures
 from lightning_dgm.losses.content import VGG19_FILE, VGG19_URL, vgg19_layer_index
@@ -245,3 +245,31 @@ def test_predict_upscales_a_folder_of_any_images(tmp_path):
     for name, (height, width, _) in sizes.items():
         image = Image.open(out / f"{name}.png")
         assert image.mode == "RGB" and image.size == (width * 4, height * 4)
+
+
+def test_fit_logs_y_psnr_beside_bicubic_and_draws_the_grid(tmp_path):
+    write_images(tmp_path / "train", [(20, 24)] * 2)
+    write_images(tmp_path / "val", [(40, 36), (28, 44)], seed=5)
+    cli = run_cli(
+        "fit",
+        f"--config={REPO / 'configs/srresnet_x4_small.yaml'}",
+        f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        f"--data.train_dir={tmp_path / 'train'}",
+        "--data.side_by_side_dirs=[]",
+        f"--data.val_dir={tmp_path / 'val'}",
+        f"--data.data_dir={tmp_path / 'cache'}",
+        "--data.crop_size=16",
+        "--data.batch_size=2",
+    )
+    metrics = cli.trainer.callback_metrics
+    data = cli.datamodule
+    bicubic = [y_psnr_ssim(bicubic_upscale(b.low, 4), b.high, 4) for b in data.evaluation_batches("val", batch_size=1)]
+    assert_close(metrics["val/psnr_bicubic"].double(), torch.cat([p for p, _ in bicubic]).mean(), atol=1e-4, rtol=0)
+    assert_close(metrics["val/ssim_bicubic"].double(), torch.cat([s for _, s in bicubic]).mean(), atol=1e-5, rtol=0)
+    assert torch.isfinite(metrics["val/psnr"]) and 0 < metrics["val/ssim"] < 1
+    grid = Image.open(tmp_path / "runs" / "version_0" / "super_resolution" / "epoch_000.png")
+    side = 7 * 4  # the smaller val image's LR side (28 // 4), at 4x: crops of 28 HR px; 4 columns, 2 rows
+    assert grid.size == (4 * (side + 2) + 2, 2 * (side + 2) + 2)
