@@ -28,8 +28,9 @@ from lightning_dgm.errors import DEBUG_ENV, CheckpointError, ConfigError, UserEr
 from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.runs import config_name, make_run_dir, previous_wandb_id, resolve_run_dir, wandb_offline_fallback
 
-#: Datamodule facts that flow into the model and its networks wherever an argument has the name.
-DATA_FACTS = ("image_shape", "num_classes")
+#: Datamodule facts that flow into the model and its networks wherever an argument has the name
+#: (`scale`: a super-resolution datamodule's upscaling factor).
+DATA_FACTS = ("image_shape", "num_classes", "scale")
 #: Loggers that nest name/version folders of their own: the CLI points them straight at the run folder.
 _FOLDER_LOGGERS = (TensorBoardLogger, CSVLogger)
 
@@ -90,7 +91,7 @@ class LightningDGMCLI(LightningCLI):
 
     * any LightningModule / LightningDataModule by `class_path`; optimizers are arguments of the
       system (`OptimizerCallable`), so `auto_configure_optimizers=False`;
-    * `image_shape` and `num_classes` of the datamodule are linked (at instantiation) into the
+    * `image_shape`, `num_classes` and `scale` of the datamodule are linked (at instantiation) into the
       system and into each injected network whose constructor takes them;
     * every run writes into its own run folder (see `lightning_dgm.runs`);
     * W&B falls back to offline mode when no API key is configured or the server does not

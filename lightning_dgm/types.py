@@ -62,6 +62,15 @@ class TranslationRequest(NamedTuple):
     source: Tensor  # (N, C, H, W) float32 in [-1, 1]
 
 
+class ResolutionRequest(NamedTuple):
+    """A predict batch of super-resolution: low-resolution images to upscale, and the names (file
+    stems) their results are written under."""
+
+    index: Tensor  # (N,) int64 position in the predict set
+    low: Tensor  # (N, C, h, w) float32 in [-1, 1]
+    name: tuple[str, ...]  # N names
+
+
 class Samples(NamedTuple):
     """What `predict_step` returns, and what metric callbacks score: images in [-1, 1] (or points,
     (N, D), unbounded), and labels for conditional systems."""
@@ -117,6 +126,7 @@ __all__ = [
     "ImageBatch",
     "ImagePair",
     "ResolutionPair",
+    "ResolutionRequest",
     "SampleRequest",
     "Samples",
     "TranslationRequest",

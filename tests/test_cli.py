@@ -13,13 +13,16 @@ from tests.helpers import (
     CONFIGS,
     PYTHON,
     REPO,
+    random_image,
     run_cli,
+    save,
     subprocess_env,
     write_cifar10,
     write_domain,
     write_side_by_side,
     write_svhn,
 )
+from tests.test_superres import stand_in_vgg19
 
 FAST = [
     "--trainer.max_epochs=1",
@@ -51,6 +54,28 @@ def data_overrides(config, mnist_root) -> list[str]:
                     write_domain(root, f"{split}B", n + 1, seed=50, size=40),
                 )
         return [f"--data.root={root}", "--data.load_size=36", "--data.crop_size=32", "--data.batch_size=2"]
+    if data_class.endswith("SuperResolutionDataModule"):
+        # HR photos of a few sizes; 24 px crops (6 px LR) instead of 96: the paper-size nets at a CPU test's size.
+        root = mnist_root.parent / "sr-data"
+        for split, sizes in (("train", [(30, 34), (26, 24), (40, 28)] * 2), ("val", [(37, 29), (28, 31)])):
+            for i, (height, width) in enumerate(sizes):
+                save(root / split / f"{i}.png", random_image(i, max(height, width))[:height, :width])
+        vgg = []
+        content = yaml.safe_load(config.read_text())["model"]["init_args"].get("content")
+        if isinstance(content, dict) and content["class_path"].endswith("VGGFeatures"):
+            # a stand-in for torchvision's VGG-19 weights, up to relu5_4
+            stand_in_vgg19(root / "vgg19.pth", "relu5_4")
+            vgg = [f"--model.init_args.content.init_args.weights_path={root / 'vgg19.pth'}"]
+        return vgg + [
+            f"--data.train_dir={root / 'train'}",
+            f"--data.val_dir={root / 'val'}",
+            f"--data.test_dir={root / 'val'}",
+            "--data.side_by_side_dirs=[]",
+            f"--data.data_dir={root / 'cache'}",
+            "--data.crop_size=24",
+            "--data.batch_size=2",
+            "--data.num_workers=0",
+        ]
     return []
 
 

@@ -24,6 +24,7 @@ from lightning_dgm.callbacks.sources import (
     this_ranks_samples,
 )
 from lightning_dgm.callbacks.speed import ChannelsLast, CompileNetworks, MatmulPrecision
+from lightning_dgm.callbacks.superres import SuperResolutionGrid
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 
@@ -48,6 +49,7 @@ __all__ = [
     "SampleMetrics",
     "SampleRequestDataset",
     "SampleWriter",
+    "SuperResolutionGrid",
     "TranslationGrid",
     "TranslationMetrics",
     "Translations",

@@ -61,6 +61,10 @@ class SampleWriter(BasePredictionWriter):
     the results travel to rank zero through the process group, which alone writes: no shared folder
     is needed, and every file is written once, the same files as a single process writes.
 
+    Predict batches that carry names (`ResolutionRequest`: super-resolution, whose images differ in
+    size) are written at once as `<output_dir>/<name>.png`, with no `samples.pt`; under DDP each rank
+    writes its own images.
+
     Args:
         num_samples: how many samples `predict` makes.
         output_dir: where to write; None means `<run folder>/predictions`.
@@ -107,6 +111,13 @@ class SampleWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        names = getattr(batch, "name", None)
+        if names is not None:  # images of their own sizes, under their own names
+            directory = self.directory(trainer)
+            for name, image in zip(names, prediction.image.detach().float().clamp(-1, 1).cpu()):
+                (directory / name).parent.mkdir(parents=True, exist_ok=True)
+                save_image(image, directory / f"{name}.png", normalize=True, value_range=(-1, 1))
+            return
         labels = None if prediction.label is None else prediction.label.cpu()
         self._parts.append(Samples(prediction.index.cpu(), prediction.image.detach().float().cpu(), labels))
 
@@ -116,7 +127,7 @@ class SampleWriter(BasePredictionWriter):
             gathered = [None] * torch.distributed.get_world_size() if trainer.is_global_zero else None
             torch.distributed.gather_object(parts, gathered, dst=0)
             parts = [part for rank_parts in gathered or [] for part in rank_parts]
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and parts:
             self._write(self.directory(trainer), parts)
         self._parts = []
 

@@ -16,6 +16,7 @@ from lightning_dgm.datamodules.points import (
     PointDataModule,
     Ring,
 )
+from lightning_dgm.datamodules.superres import SuperResolutionDataModule
 from lightning_dgm.datamodules.svhn import SVHNDataModule
 from lightning_dgm.datamodules.unpaired import UnpairedDataModule
 
@@ -33,6 +34,7 @@ __all__ = [
     "PointDataModule",
     "Ring",
     "SVHNDataModule",
+    "SuperResolutionDataModule",
     "TensorImageDataset",
     "FolderPairsDataModule",
     "PairedDataModule",

@@ -9,6 +9,7 @@ from lightning_dgm.losses.adversarial import (
     Wasserstein,
     realness,
 )
+from lightning_dgm.losses.content import ContentLoss, PixelMSE, VGGFeatures
 from lightning_dgm.losses.likelihoods import (
     BernoulliLikelihood,
     DiagonalGaussian,
@@ -21,6 +22,7 @@ from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty
 __all__ = [
     "AdversarialLoss",
     "BernoulliLikelihood",
+    "ContentLoss",
     "DiagonalGaussian",
     "GaussianLikelihood",
     "GradientPenalty",
@@ -30,7 +32,9 @@ __all__ = [
     "Minimax",
     "NonSaturating",
     "Penalty",
+    "PixelMSE",
     "R1Penalty",
+    "VGGFeatures",
     "Wasserstein",
     "realness",
     "standard_normal_log_prob",

@@ -14,11 +14,13 @@ from lightning_dgm.models.classifier import Classifier
 from lightning_dgm.models.cyclegan import CycleGAN
 from lightning_dgm.models.gan import GAN
 from lightning_dgm.models.pix2pix import Pix2Pix
+from lightning_dgm.models.superres import SRGAN, SRResNet, SuperResolutionSystem
 from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.models.vae import VAE
 
 __all__ = [
     "GAN",
+    "SRGAN",
     "VAE",
     "AdversarialSystem",
     "AutoEncoder",
@@ -35,6 +37,8 @@ __all__ = [
     "MaskingCorruption",
     "Multinomial",
     "Pix2Pix",
+    "SRResNet",
+    "SuperResolutionSystem",
     "TranslationSystem",
     "UniformLabels",
 ]

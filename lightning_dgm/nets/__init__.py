@@ -14,6 +14,7 @@ from lightning_dgm.nets.mlp import MLPDiscriminator, MLPGenerator
 from lightning_dgm.nets.noise import GaussianNoise, Noise, UniformNoise
 from lightning_dgm.nets.points import Maxout, PointDiscriminator, PointGenerator
 from lightning_dgm.nets.projection import ProjectionMLPDiscriminator
+from lightning_dgm.nets.srresnet import SRGANDiscriminator, SRResNetGenerator
 from lightning_dgm.nets.translation import (
     BatchNorm,
     InstanceNorm,
@@ -49,6 +50,8 @@ __all__ = [
     "ProjectionDCGANDiscriminator",
     "ProjectionMLPDiscriminator",
     "ResNetGenerator",
+    "SRGANDiscriminator",
+    "SRResNetGenerator",
     "UNetGenerator",
     "UniformNoise",
 ]
