@@ -1,8 +1,8 @@
 """VAE likelihood on MNIST (Burda et al. 2016, Table 1, "VAE, k = 1": 86.76 nats): configs/vae_mnist_iwae.yaml
 trained stage by stage of its schedule within a CPU budget, test -log p(x) (k = 5,000) against epochs.
 
-    python bench/vae_likelihood.py --data_dir /work/shared/data                  # 1 CPU hour of training
-    python bench/vae_likelihood.py --data_dir /work/shared/data --cpu_hours 16   # about the whole schedule
+    python bench/vae_likelihood.py --data_dir <folder holding MNIST/raw>            # 1 CPU hour of training
+    python bench/vae_likelihood.py --data_dir <folder holding MNIST/raw> --cpu_hours 16   # about the whole schedule
 
 Training runs the real CLI (`fit`, one thread, `nice -n 19`) in segments that end at the schedule's stage
 ends (1, 4, 13, 40, 121, 364, 1093, 3280 epochs) and, once the next stage end would overrun the budget, at
@@ -11,8 +11,7 @@ counter is restored with it) and leaves a copy, `<root>/kept/epoch_XXXX.ckpt`: a
 CPU time is user + sys of the training processes (os.wait4), start-up included. Each checkpoint at or after
 `--first_test_epoch` is then tested (`test`: k = 5,000, the config's iw_samples, on the 10,000 test images
 binarized once with a fixed seed) in its own process; its CPU time is reported apart from training's.
-(k cannot be changed on the `test` command line: LightningCLI re-applies the checkpoint's saved
-hyperparameters over the command line's, so a checkpoint tests with the iw_samples it was trained with.)
+(`--model.init_args.iw_samples k` on the `test` command line overrides the checkpoint's value.)
 Everything is resumable: segments, checkpoints and test results already on disk are reused.
 """
 

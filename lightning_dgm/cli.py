@@ -259,7 +259,8 @@ class LightningDGMCLI(LightningCLI):
         writer: SampleWriter = self.config_init[self.subcommand]["sample_writer"]
         if isinstance(model, TranslationSystem):  # translations of the test split, not samples from noise
             self.trainer.predict(model, datamodule=datamodule, **kwargs)
-            rank_zero_info(f"Translations of the test split written to {writer.directory(self.trainer)}")
+            source = getattr(datamodule, "predict_dir", None) or "the test split"
+            rank_zero_info(f"Outputs for {source} written to {writer.directory(self.trainer)}")
             return
         loader = writer.dataloader(
             getattr(datamodule, "num_classes", None), rank=self.trainer.global_rank, world_size=self.trainer.world_size
