@@ -16,7 +16,7 @@ from lightning_dgm.losses.likelihoods import (
     Likelihood,
     standard_normal_log_prob,
 )
-from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty
+from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty, orthogonal_regularization
 
 __all__ = [
     "AdversarialLoss",
@@ -33,5 +33,6 @@ __all__ = [
     "R1Penalty",
     "Wasserstein",
     "realness",
+    "orthogonal_regularization",
     "standard_normal_log_prob",
 ]
