@@ -31,7 +31,10 @@ class SampleRequestDataset(Dataset):
 
     def __getitem__(self, index: int) -> SampleRequest:
         return SampleRequest(
-            torch.tensor(index), torch.tensor(index % self.num_classes), torch.tensor(self.seed + index), self.truncation
+            torch.tensor(index),
+            torch.tensor(index % self.num_classes),
+            torch.tensor(self.seed + index),
+            self.truncation,
         )
 
 
