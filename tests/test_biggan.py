@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
+from lightning_dgm.callbacks import ClassGrid
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import orthogonal_regularization
 from lightning_dgm.metrics import MetricInputs, PrecisionRecall, precision_recall_density_coverage
@@ -233,3 +234,12 @@ def test_precision_recall_density_coverage_by_hand():
     assert list(computed) == list(metric.outputs) and computed["precision"].item() == pytest.approx(2 / 3)
     with pytest.raises(ConfigError, match="more than k"):
         metric.check_set_size(1, "num_samples=1 generated images")
+
+
+def test_class_grid_has_one_row_per_class_and_the_same_z_down_each_column():
+    model = BigGAN(tiny_generator(attention_resolution=None), tiny_discriminator(), num_classes=10, ema_decay=None)
+    grid = ClassGrid(columns=3, seed=5).grid(model)
+    assert grid.shape == (30, 1, 28, 28) and model.training  # train mode back after the grid
+    z = GaussianNoise().sample((3, 60), generator=torch.Generator().manual_seed(5))
+    labels = torch.arange(10).repeat_interleave(3)
+    assert_close(grid, model.eval().generator(z.repeat(10, 1), labels))
