@@ -1,6 +1,8 @@
 """BigGAN: conditional BatchNorm, projection, spectral norm, G-EMA, orthogonal regularisation,
 truncation, precision/recall/density/coverage, and the published config."""
 
+import subprocess
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from lightning_dgm.losses import orthogonal_regularization
 from lightning_dgm.metrics import MetricInputs, PrecisionRecall, precision_recall_density_coverage
 from lightning_dgm.models import BigGAN, GeneratorEMA
 from lightning_dgm.nets import BigGANDiscriminator, BigGANGenerator, GaussianNoise
-from tests.helpers import REPO, run_cli
+from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_cifar10
 
 
 def tiny_generator(**kwargs):
@@ -243,3 +245,44 @@ def test_class_grid_has_one_row_per_class_and_the_same_z_down_each_column():
     z = GaussianNoise().sample((3, 60), generator=torch.Generator().manual_seed(5))
     labels = torch.arange(10).repeat_interleave(3)
     assert_close(grid, model.eval().generator(z.repeat(10, 1), labels))
+
+
+def test_two_process_ddp_keeps_weights_and_ema_identical_on_both_ranks(tmp_path):
+    root = tmp_path / "cifar"
+    write_cifar10(root, n_train=64, n_test=8)
+    command = [
+        PYTHON,
+        "-m",
+        "lightning_dgm",
+        "fit",
+        f"--config={REPO / 'configs/biggan_cifar10_small.yaml'}",
+        f"--data.data_dir={root}",
+        "--data.download=false",
+        "--data.val_size=8",
+        "--data.batch_size=4",
+        "--model.init_args.generator.init_args.ch=4",
+        "--model.init_args.discriminator.init_args.ch=4",
+        "--model.init_args.ema_decay=0.5",
+        "--model.init_args.ema_start=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=4",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        "--trainer.callbacks+=tests.helpers.DumpWeights",
+    ]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "run" / "version_0" / f"weights_rank{r}.pt") for r in (0, 1)]
+    # BatchNorm's running statistics are each rank's own batches' (no SyncBatchNorm on CPU), in G
+    # and so in its EMA copy; every weight, the EMA's averaged weights and its counters agree.
+    shared = [k for k in ranks[0] if "running_" not in k and "num_batches_tracked" not in k]
+    assert int(ranks[0]["generator_ema.steps"]) == 2 and sum(k.startswith("generator_ema.") for k in shared) > 20
+    assert_close({k: ranks[0][k] for k in shared}, {k: ranks[1][k] for k in shared}, rtol=0, atol=0)
+    key = "linear.parametrizations.weight.original"
+    assert (ranks[0][f"generator_ema.average.module.{key}"] - ranks[0][f"generator.{key}"]).abs().max() > 0
