@@ -4,7 +4,9 @@ BatchNorm and a hierarchical latent, a residual projection D, optional self-atte
 
 Plain nn.Modules, nothing about training. Every conv, linear and embedding gets an orthogonal init and
 then spectral norm (`torch.nn.utils.parametrizations.spectral_norm`: one power iteration per forward
-in train mode, none in eval mode), in G as well as in D (BigGAN's choice; SN-GAN normalised D only).
+in train mode, none in eval mode), in G as well as in D (BigGAN's choice; SN-GAN normalised D only). G's shared class
+embedding is normalised too (BigGAN-PyTorch and StudioGAN leave it free): with orthogonal init its
+singular values start at 1 either way, and SN keeps the class vectors on the scale of z's chunks.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def sn(module: nn.Module) -> nn.Module:
     return spectral_norm(module)
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Module:
-    return sn(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
+def conv(in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> nn.Module:
+    return sn(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias))
 
 
 def _plan(image_shape: tuple[int, int, int], plans: dict, who: str):
@@ -50,8 +52,9 @@ def _plan(image_shape: tuple[int, int, int], plans: dict, who: str):
 
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm whose gain and bias are linear maps of a conditioning vector c (N, cond_dim):
-    y = BN(x) * (1 + W_gain c) + W_bias c. The "1 +" centres the gain at 1, so G starts as with plain
-    BatchNorm and c only modulates it (BigGAN's ccbn; de Vries et al. 2017)."""
+    y = BN(x) * (1 + W_gain c) + W_bias c (BigGAN's ccbn; de Vries et al. 2017). The gain is 1 plus a
+    linear term rather than a linear map initialised at 1: a zero weight would make spectral norm
+    divide by 0, so the "1 +" is what starts every gain at 1 up to the orthogonal initial W_gain c."""
 
     def __init__(self, num_features: int, cond_dim: int) -> None:
         super().__init__()
@@ -71,8 +74,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.query, self.key = conv(channels, channels // 8, 1), conv(channels, channels // 8, 1)
-        self.value, self.out = conv(channels, channels // 2, 1), conv(channels // 2, channels, 1)
+        self.query, self.key = conv(channels, channels // 8, 1, False), conv(channels, channels // 8, 1, False)
+        self.value, self.out = conv(channels, channels // 2, 1, False), conv(channels // 2, channels, 1, False)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: Tensor) -> Tensor:
