@@ -22,6 +22,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from lightning_dgm.errors import ConfigError
+
 # Set by rank zero; DDP workers that Lightning launches inherit it and join the same folder.
 RUN_DIR_ENV = "LIGHTNING_DGM_RUN_DIR"
 
@@ -52,7 +54,13 @@ def make_run_dir(run_dir: Path) -> bool:
     """Creates the run folder (rank zero only); True if this call created it."""
     if _is_launched_worker() or run_dir.exists():
         return False
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create the run folder {run_dir}: {error.strerror or error}; pass a writable "
+            "--trainer.default_root_dir"
+        ) from error
     return True
 
 

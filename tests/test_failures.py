@@ -124,6 +124,19 @@ def test_unwritable_checkpoint_folder_fails_the_run(gan_run, tmp_path):
     assert digests(checkpoints) == before
 
 
+def test_an_unwritable_root_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refuse)
+    code = dgm("fit", f"--config={GAN}", *FAST, f"--trainer.default_root_dir={tmp_path / 'locked'}")
+    line = error_line(capsys.readouterr().err)
+    assert code == 2 and line == (
+        f"error: cannot create the run folder {tmp_path / 'locked' / 'version_0'}: Permission denied; pass a "
+        "writable --trainer.default_root_dir"
+    )
+
+
 def test_a_full_disk_leaves_the_old_checkpoint_whole_and_no_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
