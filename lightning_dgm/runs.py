@@ -50,10 +50,14 @@ def resolve_run_dir(root: str | os.PathLike, ckpt_path: str | None) -> Path:
     return run_dir
 
 
-def make_run_dir(run_dir: Path) -> bool:
-    """Creates the run folder (rank zero only); True if this call created it."""
+def make_run_dir(run_dir: Path) -> Path | None:
+    """Creates the run folder (rank zero only); returns the outermost folder this call created (the
+    run folder, or `default_root_dir` if that was new too), for removal if the command fails early."""
     if _is_launched_worker() or run_dir.exists():
-        return False
+        return None
+    outermost = run_dir
+    while not outermost.parent.exists():
+        outermost = outermost.parent
     try:
         run_dir.mkdir(parents=True)
     except OSError as error:
@@ -61,7 +65,7 @@ def make_run_dir(run_dir: Path) -> bool:
             f"cannot create the run folder {run_dir}: {error.strerror or error}; pass a writable "
             "--trainer.default_root_dir"
         ) from error
-    return True
+    return outermost
 
 
 def config_name(run_dir: Path, stage: str, resuming: bool) -> str:

@@ -214,6 +214,8 @@ def test_damaged_checkpoints_are_one_line_naming_the_file(gan_run, tmp_path, cap
         read_checkpoint(pickled)
     with pytest.raises(MissingFileError, match=f"checkpoint {tmp_path / 'nope' / 'last.ckpt'} not found"):
         read_checkpoint(tmp_path / "nope" / "last.ckpt")
+    with pytest.raises(CheckpointError, match=f"{gan_run / 'checkpoints'} is a folder, not a checkpoint"):
+        read_checkpoint(gan_run / "checkpoints")
     capsys.readouterr()
     code = dgm("predict", f"--config={GAN}", f"--ckpt_path={truncated}", f"--trainer.default_root_dir={tmp_path / 'r'}")
     assert code == 2 and str(truncated) in error_line(capsys.readouterr().err)
@@ -343,7 +345,7 @@ def test_a_moved_run_folder_resumes_into_its_own_last_ckpt(gan_run, tmp_path):
     assert not list(moved.glob("checkpoints/last-v*.ckpt"))
 
 
-def test_failed_commands_leave_no_folders(tmp_path, capsys):
+def test_failed_commands_leave_no_folders(tmp_path, mnist_root, capsys):
     typo = tmp_path / "runs" / "versoin_0" / "checkpoints" / "last.ckpt"
     code = dgm("fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", f"--ckpt_path={typo}")
     assert code == 2 and f"checkpoint {typo} not found" in error_line(capsys.readouterr().err)
@@ -351,7 +353,12 @@ def test_failed_commands_leave_no_folders(tmp_path, capsys):
         "fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", "--data.batch_size=0", *FAST
     )
     assert code == 2 and "batch_size" in error_line(capsys.readouterr().err)
-    assert not (tmp_path / "runs").exists()
+    (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()  # found missing once training starts
+    vae = str(REPO / "configs" / "vae_mnist_z2.yaml")
+    data = [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16"]
+    code = dgm("fit", f"--config={vae}", *data, *FAST, f"--trainer.default_root_dir={tmp_path / 'runs'}")
+    assert code == 2 and "t10k-labels-idx1-ubyte" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()  # nor the W&B run that had started in it
 
 
 # -- W&B never hangs a run -----------------------------------------------------------------------

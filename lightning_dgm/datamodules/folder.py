@@ -92,7 +92,7 @@ def read_image(path: str, channels: int = 3) -> Tensor:
             pixels = np.array(image.convert("L" if channels == 1 else "RGB"))
     except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
         message = f"could not read image {path} ({one_line(error)}); delete or replace the file"
-        raise RuntimeError(message) from error
+        raise DataError(message) from error
     return torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
 
 
