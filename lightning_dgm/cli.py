@@ -280,7 +280,7 @@ def _remove_unused_run_dir(cli: LightningDGMCLI | None) -> None:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish(exit_code=1, quiet=True)
+            wandb.finish(exit_code=1)
     shutil.rmtree(cli.run_dir, ignore_errors=True)
     folder = cli.run_dir.parent  # and the root folders it made, if nothing else is in them by now
     while folder != cli.created_run_dir.parent and folder.is_dir() and not any(folder.iterdir()):

@@ -358,7 +358,11 @@ def test_failed_commands_leave_no_folders(tmp_path, mnist_root, capsys):
     data = [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16"]
     code = dgm("fit", f"--config={vae}", *data, *FAST, f"--trainer.default_root_dir={tmp_path / 'runs'}")
     assert code == 2 and "t10k-labels-idx1-ubyte" in error_line(capsys.readouterr().err)
-    assert not (tmp_path / "runs").exists()  # nor the W&B run that had started in it
+    (tmp_path / "facades" / "train").mkdir(parents=True)  # W&B has started its run when this is found
+    pix2pix = str(REPO / "configs" / "pix2pix_facades_small.yaml")
+    code = dgm("fit", f"--config={pix2pix}", f"--data.root={tmp_path / 'facades'}", *QUIET)
+    assert code == 2 and "no images" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "runs" / "pix2pix_facades_small").exists()
 
 
 # -- W&B never hangs a run -----------------------------------------------------------------------
