@@ -291,12 +291,23 @@ def _remove_unused_run_dir(cli: LightningDGMCLI | None) -> None:
 def _user_error(error: BaseException) -> BaseException | None:
     """The error the user can fix behind `error`: ours, or Lightning's clear MisconfigurationException,
     also when jsonargparse re-raised it as a ValueError while instantiating a class (`raise ... from`)."""
-    seen = 0
+    outer, seen = error, 0
     while error is not None and seen < 10:
         if isinstance(error, UserError | MisconfigurationException):
             return error
         error, seen = error.__cause__, seen + 1
+    cause = outer.__cause__
+    if isinstance(outer, ValueError) and str(outer).startswith(_NOT_BUILT) and cause is not None:
+        # a class of the config raised while being built from its arguments (e.g. a negative width)
+        return ConfigError(
+            f"the config's classes could not be built: {type(cause).__name__}: {one_line(cause)}; check their "
+            f"arguments ({DEBUG_ENV}=1 shows where it failed)"
+        )
     return None
+
+
+#: how jsonargparse begins the message of a class that failed to instantiate from the config
+_NOT_BUILT = "Does not validate against any of the Union subtypes"
 
 
 def main(args: Any = None) -> None:

@@ -353,6 +353,9 @@ def test_failed_commands_leave_no_folders(tmp_path, mnist_root, capsys):
         "fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", "--data.batch_size=0", *FAST
     )
     assert code == 2 and "batch_size" in error_line(capsys.readouterr().err)
+    width = "--model.init_args.generator.init_args.hidden_dims=[-3]"  # torch's own error, while building G
+    code = dgm("fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", width, *FAST)
+    assert code == 2 and "negative dimension -3" in error_line(capsys.readouterr().err)
     (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()  # found missing once training starts
     vae = str(REPO / "configs" / "vae_mnist_z2.yaml")
     data = [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16"]
