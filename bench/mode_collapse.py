@@ -17,8 +17,8 @@ checkpoint (`predict`). CPU time is user + sys of the training processes (os.wai
 Runs are resumable and extendable: a run folder is `<root>/<data>_<model>/seed_<s>/version_0`, and a
 run asked for more epochs than it has resumes from its last.ckpt (Lightning restores the optimizers
 and counters; the data and noise streams are seeded by epoch and step, so the result is the longer
-run's). Lightning's CSVLogger empties metrics.csv on resume, so the earlier part is kept as
-metrics.<k>.csv first. A run is never retrained for fewer epochs: its validation at that epoch is read.
+run's); each resume logs to `<run>/resume-N/metrics.csv` (`lightning_dgm.runs.metrics_files` reads them
+in order). A run is never retrained for fewer epochs: its validation at that epoch is read.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from lightning_dgm.metrics.modes import count_modes, mode_coverage  # noqa: E402
+from lightning_dgm.runs import metrics_files  # noqa: E402
 
 #: (data, model, pack), in the order of Table 1
 CELLS = [
@@ -103,10 +104,7 @@ class Run:
         args = [*self.arguments(), f"--trainer.max_epochs={epochs}"]
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.exists():
-            args.append(f"--ckpt_path={last}")
-            parts = len(list(self.run_dir.glob("metrics.*.csv")))
-            if (self.run_dir / "metrics.csv").exists():  # the CSVLogger deletes it on resume
-                (self.run_dir / "metrics.csv").rename(self.run_dir / f"metrics.{parts}.csv")
+            args.append(f"--ckpt_path={last}")  # its CSV logs go to <run>/resume-N/metrics.csv
         elif self.run_dir.exists():  # started but no checkpoint yet: start over
             shutil.rmtree(self.run_dir)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -127,12 +125,10 @@ class Run:
 
     def rows(self) -> list[dict[str, str]]:
         """Every metrics row the run has logged, over all its resumed segments, in order."""
-        files = sorted(self.run_dir.glob("metrics.*.csv"), key=lambda p: int(p.suffixes[0][1:]))
         rows = []
-        for path in [*files, self.run_dir / "metrics.csv"]:
-            if path.exists():
-                with open(path) as file:
-                    rows += list(csv.DictReader(file))
+        for path in metrics_files(self.run_dir):
+            with open(path) as file:
+                rows += list(csv.DictReader(file))
         return rows
 
     def at_epoch(self, epoch: int) -> dict[str, float] | None:

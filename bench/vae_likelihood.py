@@ -81,10 +81,7 @@ class Bench:
         args += [f"--trainer.default_root_dir={self.root}", f"--trainer.max_epochs={epochs}"]
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.exists():
-            args.append(f"--ckpt_path={last}")
-            part = len(list(self.run_dir.glob("metrics.*.csv")))
-            if (self.run_dir / "metrics.csv").exists():  # Lightning's CSVLogger deletes it on resume
-                (self.run_dir / "metrics.csv").rename(self.run_dir / f"metrics.{part}.csv")
+            args.append(f"--ckpt_path={last}")  # its CSV logs go to <run>/resume-N/metrics.csv
         elif self.run_dir.exists():
             shutil.rmtree(self.run_dir)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,14 @@ from lightning_dgm.callbacks.sample_writer import SampleWriter
 from lightning_dgm.checkpoints import AtomicCheckpointIO, config_mismatches, read_checkpoint
 from lightning_dgm.errors import DEBUG_ENV, CheckpointError, ConfigError, UserError, one_line
 from lightning_dgm.models.translation import TranslationSystem
-from lightning_dgm.runs import config_name, make_run_dir, previous_wandb_id, resolve_run_dir, wandb_offline_fallback
+from lightning_dgm.runs import (
+    config_name,
+    log_folder,
+    make_run_dir,
+    previous_wandb_id,
+    resolve_run_dir,
+    wandb_offline_fallback,
+)
 
 #: Datamodule facts that flow into the model and its networks wherever an argument has the name
 #: (`scale`: a super-resolution datamodule's upscaling factor).
@@ -197,8 +204,9 @@ class LightningDGMCLI(LightningCLI):
         for logger in _loggers(config.trainer.logger):
             if "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.run_dir)
-            if _is_subclass(logger.class_path, _FOLDER_LOGGERS):  # write straight into the run folder
-                logger.init_args.name, logger.init_args.version = "", ""
+            if _is_subclass(logger.class_path, _FOLDER_LOGGERS):  # the run folder, or this invocation's folder in it
+                logger.init_args.name = ""
+                logger.init_args.version = log_folder(self.run_dir, self.subcommand, ckpt_path is not None)
             if _is_subclass(logger.class_path, WandbLogger):
                 self._wandb_offline = wandb_offline_fallback()
                 previous = previous_wandb_id(self.run_dir) if ckpt_path and self.subcommand == "fit" else None

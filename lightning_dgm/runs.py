@@ -80,6 +80,21 @@ def config_name(run_dir: Path, stage: str, resuming: bool) -> str:
     raise RuntimeError(f"{run_dir} holds 10,000 configs")
 
 
+def log_folder(run_dir: Path, stage: str, resuming: bool) -> str:
+    """Where a CSV or TensorBoard logger of this invocation writes, relative to the run folder: the
+    run folder itself for the first fit, else the stem of this invocation's config (`resume-1`,
+    `test`, `test-1`, ...). Lightning's CSVLogger deletes the metrics.csv it finds in its folder, so
+    a resume or a `test` of a run must never write where the first fit did."""
+    name = config_name(run_dir, stage, resuming)
+    return "" if name == "config.yaml" else name.removesuffix(".yaml").replace("config.", "").replace("_config", "")
+
+
+def metrics_files(run_dir: Path) -> list[Path]:
+    """The `metrics.csv` of a run folder's fit and of each of its resumes, in the order they were written."""
+    resumes = sorted(run_dir.glob("resume-*/metrics.csv"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return [p for p in [run_dir / "metrics.csv", *resumes] if p.is_file()]
+
+
 def previous_wandb_id(run_dir: Path) -> str | None:
     """The id of the newest W&B run logged in this run folder (`wandb/[offline-]run-<date>-<id>`)."""
     runs = [p for p in (run_dir / "wandb").glob("*run-*-*") if p.is_dir()]

@@ -21,7 +21,7 @@ from lightning_dgm.checkpoints import AtomicCheckpointIO, read_checkpoint
 from lightning_dgm.cli import main
 from lightning_dgm.datamodules import MNISTDataModule
 from lightning_dgm.errors import CheckpointError, ConfigError, DataError, MissingFileError
-from lightning_dgm.runs import wandb_problem
+from lightning_dgm.runs import metrics_files, wandb_problem
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env
 from tests.test_translation_runs import horse2zebra
 
@@ -325,6 +325,20 @@ def test_resumes_keep_every_config_and_rerunning_config_yaml_starts_a_new_run(ga
     assert dgm("fit", f"--config={gan_run / 'config.yaml'}", "--trainer.max_epochs=1", *FAST) == 0
     assert sorted(p.name for p in tmp_path.glob("version_*")) == ["version_0", "version_1"]
     assert read_checkpoint(ckpt)["epoch"] == 1  # the resumed run is untouched
+
+
+def test_later_commands_never_overwrite_the_csv_logs_of_a_run(tmp_path):
+    csv = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=."]
+    csv += [f"--trainer.default_root_dir={tmp_path}"]
+    assert dgm("fit", f"--config={GAN}", *FAST, *csv, "--trainer.max_epochs=1") == 0
+    run = tmp_path / "version_0"
+    first = (run / "metrics.csv").read_bytes()
+    ckpt = f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    assert dgm("fit", f"--config={GAN}", *FAST, *csv, "--trainer.max_epochs=2", ckpt) == 0
+    assert dgm("validate", f"--config={GAN}", *FAST, *csv, ckpt) == 0
+    assert (run / "metrics.csv").read_bytes() == first  # Lightning's CSVLogger empties the file it finds
+    assert "val/d_fake" in (run / "validate" / "metrics.csv").read_text()
+    assert [p.relative_to(run).as_posix() for p in metrics_files(run)] == ["metrics.csv", "resume-1/metrics.csv"]
 
 
 def test_a_moved_run_folder_resumes_into_its_own_last_ckpt(gan_run, tmp_path):
