@@ -26,7 +26,14 @@ from lightning_dgm.callbacks.sample_writer import SampleWriter
 from lightning_dgm.checkpoints import AtomicCheckpointIO, config_mismatches, read_checkpoint
 from lightning_dgm.errors import DEBUG_ENV, CheckpointError, ConfigError, UserError, one_line
 from lightning_dgm.models.translation import TranslationSystem
-from lightning_dgm.runs import config_name, make_run_dir, previous_wandb_id, resolve_run_dir, wandb_offline_fallback
+from lightning_dgm.runs import (
+    SharedRunFolder,
+    config_name,
+    make_run_dir,
+    previous_wandb_id,
+    resolve_run_dir,
+    wandb_offline_fallback,
+)
 
 #: Datamodule facts that flow into the model and its networks wherever an argument has the name
 #: (`scale`: a super-resolution datamodule's upscaling factor).
@@ -201,7 +208,8 @@ class LightningDGMCLI(LightningCLI):
                 logger.init_args.name, logger.init_args.version = "", ""
             if _is_subclass(logger.class_path, WandbLogger):
                 self._wandb_offline = wandb_offline_fallback()
-                previous = previous_wandb_id(self.run_dir) if ckpt_path and self.subcommand == "fit" else None
+                # A fit in an existing run folder resumes it (--ckpt_path, or a requeued SLURM job).
+                previous = previous_wandb_id(self.run_dir) if self.subcommand == "fit" else None
                 if previous and not logger.init_args.get("id") and not logger.init_args.get("version"):
                     logger.init_args.id = previous  # the resumed run continues its W&B run
                     logger.init_args.resume = "allow"
@@ -236,7 +244,8 @@ class LightningDGMCLI(LightningCLI):
             last = Path(callback.dirpath) / "last.ckpt"
             if callback.save_last and last.is_file():  # a resumed (or moved) run keeps writing last.ckpt,
                 callback.last_model_path = str(last)  # not last-v1.ckpt beside a stale one
-        self.created_run_dir = make_run_dir(self.run_dir)
+        trainer.callbacks.insert(0, SharedRunFolder(self.run_dir))  # before any callback reads the folder
+        self.created_run_dir = make_run_dir(self.run_dir, trainer.global_rank)
         rank_zero_info(f"Run folder: {self.run_dir}")
         if self._wandb_offline:
             rank_zero_info(
