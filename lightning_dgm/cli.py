@@ -31,6 +31,7 @@ from lightning_dgm.runs import (
     config_name,
     make_run_dir,
     previous_wandb_id,
+    requeued_checkpoint,
     resolve_run_dir,
     wandb_offline_fallback,
 )
@@ -201,6 +202,9 @@ class LightningDGMCLI(LightningCLI):
         self._link_data_facts(config)
         ckpt_path = config.get("ckpt_path")
         self.run_dir = resolve_run_dir(config.trainer.default_root_dir or "runs", ckpt_path)
+        if self.subcommand == "fit" and not ckpt_path and (requeued := requeued_checkpoint(self.run_dir)):
+            rank_zero_info(f"Requeued SLURM job: resuming from {requeued}")
+            config.ckpt_path = ckpt_path = str(requeued)
         for logger in _loggers(config.trainer.logger):
             if "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.run_dir)

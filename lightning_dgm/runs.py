@@ -7,8 +7,9 @@ by this rule, which needs no shared environment variable and no shared file syst
 1. `--ckpt_path <run>/checkpoints/<file>.ckpt` (resuming, or evaluating a checkpoint): that `<run>`.
 2. A job launched by SLURM (`srun`, which Lightning detects; see `slurm_job_step`):
    `<trainer.default_root_dir>/slurm-<job id>.<step id>`. Every task derives the same name, and a
-   requeued job (same job id, steps counted from 0 again) comes back to its folder, where
-   Lightning finds its `hpc_ckpt_*.ckpt` (SLURMEnvironment(auto_requeue=True)).
+   requeued job (same job id, steps counted from 0 again) comes back to its folder and resumes:
+   from the `hpc_ckpt_*.ckpt` Lightning saved on SIGUSR1 (SLURMEnvironment(auto_requeue=True)), or
+   else from `checkpoints/last.ckpt` (see `requeued_checkpoint`).
 3. Otherwise `<trainer.default_root_dir>/version_N`, the next free N, as global rank 0 sees it.
 
 Global rank 0 decides and alone creates the folder; once the process group exists, every other
@@ -64,6 +65,17 @@ def resolve_run_dir(root: str | os.PathLike, ckpt_path: str | None) -> Path:
     if job := slurm_job_step():
         return root / f"slurm-{job}"
     return next_version(root)
+
+
+def requeued_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a requeued SLURM job's `fit` resumes from, when its folder exists already:
+    None if Lightning resumes it itself (an `hpc_ckpt_*.ckpt` saved on SIGUSR1) or nothing was saved;
+    else `checkpoints/last.ckpt` (saved on SIGTERM, or by a checkpoint callback), so a preempted
+    job continues instead of training again from scratch over its own checkpoints."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not run_dir.name.startswith("slurm-") or any(run_dir.glob("hpc_ckpt_*.ckpt")) or not last.is_file():
+        return None
+    return last
 
 
 def make_run_dir(run_dir: Path, global_rank: int) -> bool:

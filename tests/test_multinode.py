@@ -155,12 +155,20 @@ def test_a_two_node_torchrun_job_writes_one_run_folder_and_resumes(tmp_path):
     assert any(not torch.equal(resumed[k], first[k]) for k in first)
 
 
-def test_a_simulated_two_task_slurm_job_writes_one_run_folder_named_by_the_job(tmp_path):
+def test_a_simulated_two_task_slurm_job_writes_one_run_folder_named_by_the_job_and_resumes_when_requeued(tmp_path):
     root = tmp_path / "runs"
-    common = [*GAN_DIGITS, *MULTINODE, f"--trainer.default_root_dir={root}", "--trainer.max_epochs=1"]
-    slurm_job(common, tmp_path)
-    assert [p.name for p in root.iterdir()] == ["slurm-4242.0"]
+    common = [*GAN_DIGITS, *MULTINODE, f"--trainer.default_root_dir={root}"]
+    slurm_job([*common, "--trainer.max_epochs=1"], tmp_path)
+    assert [p.name for p in root.iterdir()] == ["slurm-4242.0"]  # not one folder per task
     run = root / "slurm-4242.0"
     assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.yaml"]
     assert _steps(run / "checkpoints" / "last.ckpt") == 6
-    _weights(run)
+    first = _weights(run)
+
+    # Requeued (same job id, same step, same command, more epochs to go): back to its folder, and on
+    # from last.ckpt (no hpc_ckpt_*.ckpt: say SLURM sent SIGTERM rather than SIGUSR1).
+    slurm_job([*common, "--trainer.max_epochs=2"], tmp_path)
+    assert [p.name for p in root.iterdir()] == ["slurm-4242.0"]
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
+    assert _steps(run / "checkpoints" / "last.ckpt") == 12
+    assert any(not torch.equal(_weights(run)[k], first[k]) for k in first)
