@@ -50,6 +50,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint at `path` (tensors on the CPU), or a one-line `UserError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint; pass a .ckpt file in it ({path / 'last.ckpt'}?)")
     if not path.is_file():
         hint = "" if path.parent.is_dir() else f" (no folder {path.parent})"
         raise MissingFileError(f"checkpoint {path} not found{hint}; pass the path of an existing .ckpt file")

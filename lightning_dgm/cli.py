@@ -119,7 +119,7 @@ class LightningDGMCLI(LightningCLI):
     def __init__(self, args: Any = None, run: bool = True) -> None:
         LightningDGMCLI.latest = self
         self.run_dir: Path | None = None
-        self.created_run_dir = False
+        self.created_run_dir: Path | None = None
         self._wandb_offline: str | None = None
         self._command_line: list[str] = []
         super().__init__(
@@ -284,23 +284,43 @@ class LightningDGMCLI(LightningCLI):
 
 def _remove_unused_run_dir(cli: LightningDGMCLI | None) -> None:
     """After a failure: the run folder this command made goes again if nothing was trained or saved in it."""
-    if cli is None or not cli.created_run_dir or cli.run_dir is None or not cli.run_dir.is_dir():
+    if cli is None or cli.created_run_dir is None or not cli.run_dir.is_dir():
         return
     trainer = getattr(cli, "trainer", None)
     if trainer is not None and trainer.global_step > 0 or any(cli.run_dir.rglob("*.ckpt")):
         return
+    if "wandb" in sys.modules:  # W&B writes into the folder until its run is finished
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=1)
     shutil.rmtree(cli.run_dir, ignore_errors=True)
+    folder = cli.run_dir.parent  # and the root folders it made, if nothing else is in them by now
+    while folder != cli.created_run_dir.parent and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def _user_error(error: BaseException) -> BaseException | None:
     """The error the user can fix behind `error`: ours, or Lightning's clear MisconfigurationException,
     also when jsonargparse re-raised it as a ValueError while instantiating a class (`raise ... from`)."""
-    seen = 0
+    outer, seen = error, 0
     while error is not None and seen < 10:
         if isinstance(error, UserError | MisconfigurationException):
             return error
         error, seen = error.__cause__, seen + 1
+    cause = outer.__cause__
+    if isinstance(outer, ValueError) and str(outer).startswith(_NOT_BUILT) and cause is not None:
+        # a class of the config raised while being built from its arguments (e.g. a negative width)
+        return ConfigError(
+            f"the config's classes could not be built: {type(cause).__name__}: {one_line(cause)}; check their "
+            f"arguments ({DEBUG_ENV}=1 shows where it failed)"
+        )
     return None
+
+
+#: how jsonargparse begins the message of a class that failed to instantiate from the config
+_NOT_BUILT = "Does not validate against any of the Union subtypes"
 
 
 def main(args: Any = None) -> None:

@@ -38,6 +38,8 @@ from urllib.parse import urlparse
 import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from lightning_dgm.errors import ConfigError
+
 
 def next_version(root: Path) -> Path:
     numbers = [int(m.group(1)) for p in root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
@@ -78,12 +80,22 @@ def requeued_checkpoint(run_dir: Path) -> Path | None:
     return last
 
 
-def make_run_dir(run_dir: Path, global_rank: int) -> bool:
-    """Creates the run folder on global rank 0; True if this call created it."""
+def make_run_dir(run_dir: Path, global_rank: int) -> Path | None:
+    """Creates the run folder on global rank 0; returns the outermost folder this call created (the
+    run folder, or `default_root_dir` if that was new too), for removal if the command fails early."""
     if global_rank != 0 or run_dir.exists():
-        return False
-    run_dir.mkdir(parents=True)
-    return True
+        return None
+    outermost = run_dir
+    while not outermost.parent.exists():
+        outermost = outermost.parent
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create the run folder {run_dir}: {error.strerror or error}; pass a writable "
+            "--trainer.default_root_dir"
+        ) from error
+    return outermost
 
 
 class SharedRunFolder(L.Callback):

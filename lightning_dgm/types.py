@@ -53,6 +53,7 @@ class SampleRequest(NamedTuple):
     index: Tensor  # (N,) int64 sample number in [0, num_samples)
     label: Tensor  # (N,) int64 class to condition on
     seed: Tensor  # (N,) int64; the batch is drawn with a generator seeded by seed[0]
+    truncation: Tensor | None = None  # (N,) float: the truncation of z in `sample()` (inf or None: none)
 
 
 class TranslationRequest(NamedTuple):

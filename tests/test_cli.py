@@ -79,6 +79,15 @@ def data_overrides(config, mnist_root) -> list[str]:
     return []
 
 
+def width_overrides(config) -> list[str]:
+    """BigGAN's published widths cost a minute per batch on a CPU: the test trains them at ch 4
+    (test_biggan.py builds the published networks)."""
+    generator = yaml.safe_load(config.read_text())["model"]["init_args"].get("generator", {})
+    if not str(generator.get("class_path", "")).endswith("BigGANGenerator"):
+        return []
+    return [f"--model.init_args.{net}.init_args.ch=4" for net in ("generator", "discriminator")]
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_every_config_parses_and_trains_a_few_batches(config, mnist_root, tmp_path):
     cli = run_cli(
@@ -87,6 +96,7 @@ def test_every_config_parses_and_trains_a_few_batches(config, mnist_root, tmp_pa
         f"--trainer.default_root_dir={tmp_path / 'runs'}",
         *FAST,
         *data_overrides(config, mnist_root),
+        *width_overrides(config),
     )
     assert cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 3  # batches (baselines take no steps)
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())

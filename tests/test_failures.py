@@ -124,6 +124,19 @@ def test_unwritable_checkpoint_folder_fails_the_run(gan_run, tmp_path):
     assert digests(checkpoints) == before
 
 
+def test_an_unwritable_root_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refuse)
+    code = dgm("fit", f"--config={GAN}", *FAST, f"--trainer.default_root_dir={tmp_path / 'locked'}")
+    line = error_line(capsys.readouterr().err)
+    assert code == 2 and line == (
+        f"error: cannot create the run folder {tmp_path / 'locked' / 'version_0'}: Permission denied; pass a "
+        "writable --trainer.default_root_dir"
+    )
+
+
 def test_a_full_disk_leaves_the_old_checkpoint_whole_and_no_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
@@ -201,6 +214,8 @@ def test_damaged_checkpoints_are_one_line_naming_the_file(gan_run, tmp_path, cap
         read_checkpoint(pickled)
     with pytest.raises(MissingFileError, match=f"checkpoint {tmp_path / 'nope' / 'last.ckpt'} not found"):
         read_checkpoint(tmp_path / "nope" / "last.ckpt")
+    with pytest.raises(CheckpointError, match=f"{gan_run / 'checkpoints'} is a folder, not a checkpoint"):
+        read_checkpoint(gan_run / "checkpoints")
     capsys.readouterr()
     code = dgm("predict", f"--config={GAN}", f"--ckpt_path={truncated}", f"--trainer.default_root_dir={tmp_path / 'r'}")
     assert code == 2 and str(truncated) in error_line(capsys.readouterr().err)
@@ -330,7 +345,7 @@ def test_a_moved_run_folder_resumes_into_its_own_last_ckpt(gan_run, tmp_path):
     assert not list(moved.glob("checkpoints/last-v*.ckpt"))
 
 
-def test_failed_commands_leave_no_folders(tmp_path, capsys):
+def test_failed_commands_leave_no_folders(tmp_path, mnist_root, capsys):
     typo = tmp_path / "runs" / "versoin_0" / "checkpoints" / "last.ckpt"
     code = dgm("fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", f"--ckpt_path={typo}")
     assert code == 2 and f"checkpoint {typo} not found" in error_line(capsys.readouterr().err)
@@ -338,7 +353,19 @@ def test_failed_commands_leave_no_folders(tmp_path, capsys):
         "fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", "--data.batch_size=0", *FAST
     )
     assert code == 2 and "batch_size" in error_line(capsys.readouterr().err)
-    assert not (tmp_path / "runs").exists()
+    width = "--model.init_args.generator.init_args.hidden_dims=[-3]"  # torch's own error, while building G
+    code = dgm("fit", f"--config={GAN}", f"--trainer.default_root_dir={tmp_path / 'runs'}", width, *FAST)
+    assert code == 2 and "negative dimension -3" in error_line(capsys.readouterr().err)
+    (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()  # found missing once training starts
+    vae = str(REPO / "configs" / "vae_mnist_z2.yaml")
+    data = [f"--data.data_dir={mnist_root}", "--data.download=false", "--data.val_size=16"]
+    code = dgm("fit", f"--config={vae}", *data, *FAST, f"--trainer.default_root_dir={tmp_path / 'runs'}")
+    assert code == 2 and "t10k-labels-idx1-ubyte" in error_line(capsys.readouterr().err)
+    (tmp_path / "facades" / "train").mkdir(parents=True)  # W&B has started its run when this is found
+    pix2pix = str(REPO / "configs" / "pix2pix_facades_small.yaml")
+    code = dgm("fit", f"--config={pix2pix}", f"--data.root={tmp_path / 'facades'}", *QUIET)
+    assert code == 2 and "no images" in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "runs" / "pix2pix_facades_small").exists()
 
 
 # -- W&B never hangs a run -----------------------------------------------------------------------

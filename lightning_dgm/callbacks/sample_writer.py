@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,24 @@ from lightning_dgm.types import SampleRequest, Samples
 
 
 class SampleRequestDataset(Dataset):
-    """num_samples requests; labels cycle through the classes so conditional samples are balanced."""
+    """num_samples requests; labels cycle through the classes so conditional samples are balanced.
+    `truncation` (None: none) travels with every request to `sample()`."""
 
-    def __init__(self, num_samples: int, num_classes: int | None, seed: int) -> None:
+    def __init__(self, num_samples: int, num_classes: int | None, seed: int, truncation: float | None = None) -> None:
         self.num_samples = num_samples
         self.num_classes = num_classes or 1
         self.seed = seed
+        self.truncation = torch.tensor(math.inf if truncation is None else float(truncation))
 
     def __len__(self) -> int:
         return self.num_samples
 
     def __getitem__(self, index: int) -> SampleRequest:
         return SampleRequest(
-            torch.tensor(index), torch.tensor(index % self.num_classes), torch.tensor(self.seed + index)
+            torch.tensor(index),
+            torch.tensor(index % self.num_classes),
+            torch.tensor(self.seed + index),
+            self.truncation,
         )
 
 
@@ -71,6 +77,8 @@ class SampleWriter(BasePredictionWriter):
         batch_size: samples per predict batch.
         seed: sample i of a batch starting at j is drawn with a generator seeded by seed + j.
         write_png: also write one PNG per sample.
+        truncation: truncation trick (BigGAN): every |z_i| > truncation redrawn; None: plain p(z).
+            Only for systems whose `sample()` takes `truncation`.
     """
 
     def __init__(
@@ -80,10 +88,14 @@ class SampleWriter(BasePredictionWriter):
         batch_size: int = 250,
         seed: int = 0,
         write_png: bool = True,
+        truncation: float | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         if num_samples < 1:
             raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
+        if truncation is not None and truncation <= 0:
+            raise ConfigError(f"sample_writer.truncation must be positive (or unset), got {truncation}")
+        self.truncation = truncation
         self.num_samples, self.output_dir = num_samples, output_dir
         self.batch_size, self.seed, self.write_png = batch_size, seed, write_png
         self._parts: list[Samples] = []
@@ -91,7 +103,7 @@ class SampleWriter(BasePredictionWriter):
     def dataloader(self, num_classes: int | None = None, *, rank: int = 0, world_size: int = 1) -> DataLoader:
         """The predict dataloader of process `rank` of `world_size`: pass it to
         `trainer.predict(model, dataloaders=...)`."""
-        dataset = SampleRequestDataset(self.num_samples, num_classes, self.seed)
+        dataset = SampleRequestDataset(self.num_samples, num_classes, self.seed, self.truncation)
         sampler = WholeBatches(dataset, self.batch_size, world_size, rank)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
 

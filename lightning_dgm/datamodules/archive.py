@@ -12,7 +12,7 @@ from filelock import FileLock
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_dgm.datamodules.base import one_line
-from lightning_dgm.errors import ConfigError, MissingFileError
+from lightning_dgm.errors import ConfigError, DataError, MissingFileError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _MARKER = ".extracted"  # written into an extracted archive's folder once every file is out
@@ -63,7 +63,7 @@ def extract(archive: Path, into: Path) -> Path:
                     tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             except (tarfile.TarError, OSError, EOFError) as error:
                 message = f"could not extract {archive} ({one_line(error)}); replace it with a complete archive"
-                raise RuntimeError(message) from error
+                raise DataError(message) from error
             (partial / _MARKER).write_text(stamp)
             if target.exists():  # extracted from an older version of the archive
                 shutil.rmtree(target)

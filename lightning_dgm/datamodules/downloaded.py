@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning_dgm.datamodules.base import ImageDataModule
+from lightning_dgm.errors import MissingFileError
 
 
 class DownloadedImageDataModule(ImageDataModule):
@@ -48,8 +49,8 @@ class DownloadedImageDataModule(ImageDataModule):
     def missing_files(self) -> list[str]:
         return [name for name in self.expected_files() if not (self.files_dir / name).is_file()]
 
-    def _missing_error(self, why: str) -> FileNotFoundError:
-        return FileNotFoundError(
+    def _missing_error(self, why: str) -> MissingFileError:
+        return MissingFileError(
             f"{self.dataset_name} {why}: expected {', '.join(self.missing_files())} in {self.files_dir}. "
             f"Run once with network access (data.download: true) or copy {self.file_description} there."
         )

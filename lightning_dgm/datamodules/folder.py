@@ -16,7 +16,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_dgm.datamodules.archive import ARCHIVE_SUFFIXES, extract
 from lightning_dgm.datamodules.base import ImageDataModule, one_line
-from lightning_dgm.errors import ConfigError, MissingFileError
+from lightning_dgm.errors import ConfigError, DataError, MissingFileError
 
 IMAGE_EXTENSIONS = IMG_EXTENSIONS  # torchvision's: .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp
 _CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not served
@@ -92,8 +92,27 @@ def read_image(path: str, channels: int = 3) -> Tensor:
             pixels = np.array(image.convert("L" if channels == 1 else "RGB"))
     except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
         message = f"could not read image {path} ({one_line(error)}); delete or replace the file"
-        raise RuntimeError(message) from error
+        raise DataError(message) from error
     return torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def read_cache(cache: Path) -> dict | None:
+    """A decoded-image cache written by `write_cache`, or None if there is none yet."""
+    if not cache.is_file():
+        return None
+    try:
+        return torch.load(cache, weights_only=True)
+    except Exception as error:
+        message = f"could not read decoded-image cache {cache} ({one_line(error)}); delete it to decode again"
+        raise DataError(message) from error
+
+
+def write_cache(cache: Path, entry: dict) -> None:
+    """Saves `entry` (tensors, lists of str) as `cache`, whole or not at all: readers never see half of it."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+    torch.save(entry, partial)
+    os.replace(partial, cache)
 
 
 def _describe(classes: list[str] | None) -> str:
@@ -212,13 +231,8 @@ class ImageFolderDataModule(ImageDataModule):
         """uint8 images (N, C, S, S) and int64 labels (N,) of every image in `folder`, from the cache if any."""
         files = find_images(folder, find_classes(folder))
         cache = self._cache_file(folder, files)
-        if cache.is_file():
-            try:
-                entry = torch.load(cache, weights_only=True)
-                return entry["images"], entry["labels"]
-            except Exception as error:
-                message = f"could not read decoded-image cache {cache} ({one_line(error)}); delete it to decode again"
-                raise RuntimeError(message) from error
+        if (entry := read_cache(cache)) is not None:
+            return entry["images"], entry["labels"]
         rank_zero_info(f"Decoding {len(files)} images from {folder} (once; cached in {cache})")
         images = torch.empty((len(files), *self.image_shape), dtype=torch.uint8)
         # A plain loop: for small images PIL's per-file Python work holds the GIL, and a thread
@@ -226,10 +240,7 @@ class ImageFolderDataModule(ImageDataModule):
         for i, (path, _) in enumerate(files):
             images[i] = self._decode(os.path.join(folder, path))
         labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}")
-        torch.save({"images": images, "labels": labels}, partial)
-        os.replace(partial, cache)  # readers never see a half-written cache
+        write_cache(cache, {"images": images, "labels": labels})
         return images, labels
 
     # -- splits -----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_dgm import seeding
-from lightning_dgm.datamodules.base import BaseDataModule, batch_loader, jitter_items, one_line, shuffled_train_loader
-from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_image
+from lightning_dgm.datamodules.base import BaseDataModule, batch_loader, jitter_items, shuffled_train_loader
+from lightning_dgm.datamodules.folder import LOOKED_FOR, images_below, read_cache, read_image, write_cache
 from lightning_dgm.errors import ConfigError, DataError, MissingFileError
 from lightning_dgm.types import ResolutionPair, ResolutionRequest, to_signed_unit
 
@@ -237,19 +237,11 @@ class SuperResolutionDataModule(BaseDataModule):
             stat = os.stat(folder / path)
             key.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
         cache = self._path(self.data_dir) / "decoded" / f"sr-{folder.name}-{key.hexdigest()[:16]}.pt"
-        if cache.is_file():
-            try:
-                entry = torch.load(cache, weights_only=True)
-                return entry["images"], entry["names"]
-            except Exception as error:
-                message = f"could not read decoded-image cache {cache} ({one_line(error)}); delete it to decode again"
-                raise DataError(message) from error
+        if (entry := read_cache(cache)) is not None:
+            return entry["images"], entry["names"]
         rank_zero_info(f"Decoding {len(files)} images from {folder} (once; cached in {cache})")
         images = [self._read(str(folder / path), left_half) for path in files]
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(f".{cache.name}.{os.getpid()}")
-        torch.save({"images": images, "names": files}, partial)
-        os.replace(partial, cache)  # readers never see a half-written cache
+        write_cache(cache, {"images": images, "names": files})
         return images, files
 
     def _whole_images(self, folder: str, setting: str) -> WholeImages:

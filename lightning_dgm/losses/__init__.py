@@ -17,7 +17,7 @@ from lightning_dgm.losses.likelihoods import (
     Likelihood,
     standard_normal_log_prob,
 )
-from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty
+from lightning_dgm.losses.penalties import GradientPenalty, Penalty, R1Penalty, orthogonal_regularization
 
 __all__ = [
     "AdversarialLoss",
@@ -37,5 +37,6 @@ __all__ = [
     "VGGFeatures",
     "Wasserstein",
     "realness",
+    "orthogonal_regularization",
     "standard_normal_log_prob",
 ]

@@ -1,4 +1,4 @@
-"""Discriminator regularisers: penalties on the gradient of D with respect to its input."""
+"""Regularisers: penalties on the gradient of D with respect to its input, and G's orthogonal regularisation."""
 
 from __future__ import annotations
 
@@ -54,3 +54,23 @@ class R1Penalty(Penalty):
         self, discriminator: nn.Module, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None
     ) -> Tensor:
         return 0.5 * self.gamma * _input_gradient(discriminator, real).pow(2).sum(dim=1).mean()
+
+
+def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> Tensor:
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3) of every weight of `module` with
+    two or more dimensions except embeddings: beta * sum_W ||W W^T * (1 - I)||_F^2, W viewed as
+    (out, -1), so only the filters' pairwise cosines are pushed to 0, not their norms. Under spectral
+    norm the weights regularised are the unnormalised ones (`parametrizations.<name>.original`), as
+    in BigGAN-PyTorch, whose update 2 beta (W W^T * (1 - I)) W is half this term's gradient."""
+    embeddings = {id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    total = None
+    for parameter in module.parameters():
+        if parameter.dim() < 2 or id(parameter) in embeddings:
+            continue
+        w = parameter.flatten(1)
+        gram = w @ w.T
+        term = (gram - torch.diag_embed(torch.diagonal(gram))).square().sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=next(module.parameters()).device)
+    return beta * total

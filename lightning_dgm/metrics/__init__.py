@@ -1,4 +1,4 @@
-"""Metrics: pure cores (`distances`, `classes`, `modes`), the sample-quality metric classes that
+"""Metrics: pure cores (`distances`, `classes`, `modes`, `manifolds`), the sample-quality metric classes that
 `SampleMetrics` takes (`scores`), their streamed state (`generated`) and the feature extractors;
 kept out of LightningModules (see callbacks). Nothing here imports `lightning_dgm.models`."""
 
@@ -34,6 +34,12 @@ from lightning_dgm.metrics.features import (
     shares_forward,
 )
 from lightning_dgm.metrics.generated import GeneratedSet
+from lightning_dgm.metrics.manifolds import (
+    Fidelity,
+    PrecisionRecall,
+    neighbour_radii,
+    precision_recall_density_coverage,
+)
 from lightning_dgm.metrics.modes import Coverage, ModeCounts, ModeCoverage, count_modes, mode_coverage
 from lightning_dgm.metrics.scores import (
     FrechetDistance,
@@ -45,6 +51,10 @@ from lightning_dgm.metrics.scores import (
 )
 
 __all__ = [
+    "Fidelity",
+    "PrecisionRecall",
+    "neighbour_radii",
+    "precision_recall_density_coverage",
     "FeaturesAndLogits",
     "FrechetDistance",
     "GaussianStatistics",

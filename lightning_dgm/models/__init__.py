@@ -9,9 +9,11 @@ from lightning_dgm.models.autoencoder import (
 )
 from lightning_dgm.models.base import AdversarialSystem, GenerativeSystem
 from lightning_dgm.models.baselines import Gaussian, Multinomial
+from lightning_dgm.models.biggan import BigGAN
 from lightning_dgm.models.cgan import ConditionalGAN, DataLabels, FakeLabels, UniformLabels
 from lightning_dgm.models.classifier import Classifier
 from lightning_dgm.models.cyclegan import CycleGAN
+from lightning_dgm.models.ema import GeneratorEMA
 from lightning_dgm.models.gan import GAN
 from lightning_dgm.models.pix2pix import Pix2Pix
 from lightning_dgm.models.superres import SRGAN, SRResNet, SuperResolutionSystem
@@ -24,6 +26,7 @@ __all__ = [
     "VAE",
     "AdversarialSystem",
     "AutoEncoder",
+    "BigGAN",
     "Classifier",
     "ConditionalGAN",
     "Corruption",
@@ -34,6 +37,7 @@ __all__ = [
     "Gaussian",
     "GaussianCorruption",
     "GenerativeSystem",
+    "GeneratorEMA",
     "MaskingCorruption",
     "Multinomial",
     "Pix2Pix",

@@ -6,6 +6,7 @@ only: the algorithm of each model lives in its own file.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -16,6 +17,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from lightning_dgm import seeding
+from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss
 from lightning_dgm.types import SampleRequest, Samples
 
@@ -89,7 +91,13 @@ class GenerativeSystem(System):
     def predict_step(self, batch: SampleRequest) -> Samples:
         generator = torch.Generator().manual_seed(int(batch.seed[0]))
         labels = batch.label.to(self.device) if self.conditional else None
-        images = self.sample(len(batch.index), labels=labels, generator=generator)
+        truncation = math.inf if batch.truncation is None else float(batch.truncation[0])
+        if math.isinf(truncation):
+            images = self.sample(len(batch.index), labels=labels, generator=generator)
+        elif "truncation" in inspect.signature(self.sample).parameters:
+            images = self.sample(len(batch.index), labels=labels, generator=generator, truncation=truncation)
+        else:
+            raise ConfigError(f"{type(self).__name__}.sample() has no truncation: leave sample_writer.truncation unset")
         return Samples(batch.index, images, labels)
 
 

@@ -1,6 +1,7 @@
 """Networks: plain nn.Modules (tensors in, tensors out) and latent distributions. No Lightning here."""
 
 from lightning_dgm.nets.autoencoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from lightning_dgm.nets.biggan import BigGANDiscriminator, BigGANGenerator, ConditionalBatchNorm2d
 from lightning_dgm.nets.classifiers import ConvClassifier
 from lightning_dgm.nets.conditional import (
     ConcatDCGANDiscriminator,
@@ -26,6 +27,9 @@ from lightning_dgm.nets.unet import UNetGenerator
 
 __all__ = [
     "BatchNorm",
+    "BigGANDiscriminator",
+    "BigGANGenerator",
+    "ConditionalBatchNorm2d",
     "ConcatDCGANDiscriminator",
     "ConditionalDCGANGenerator",
     "ConditionalMLPDiscriminator",

@@ -21,9 +21,25 @@ class Noise:
         *,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        truncation: float | None = None,
     ) -> Tensor:
+        """z of `shape`; with `truncation` t, every entry with |z_i| > t is redrawn until none is left
+        (BigGAN's truncation trick: z from p(z) restricted to [-t, t]^d)."""
         draw_device = generator.device if generator is not None else device
-        return self.draw(shape, generator, draw_device).to(device)
+        z = self.draw(shape, generator, draw_device)
+        if truncation is not None:
+            if truncation <= 0:
+                raise ConfigError(f"truncation must be positive, got {truncation}")
+            outside = z.abs() > truncation
+            for _ in range(10_000):  # each round redraws only the entries still outside
+                count = int(outside.sum())
+                if count == 0:
+                    break
+                z[outside] = self.draw((count,), generator, draw_device)
+                outside = z.abs() > truncation
+            else:
+                raise ConfigError(f"truncation {truncation} leaves (almost) no mass of {type(self).__name__}: raise it")
+        return z.to(device)
 
     def draw(
         self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str | None
