@@ -27,10 +27,12 @@ from lightning_dgm.checkpoints import AtomicCheckpointIO, config_mismatches, rea
 from lightning_dgm.errors import DEBUG_ENV, CheckpointError, ConfigError, UserError, one_line
 from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.runs import (
+    SharedRunFolder,
     config_name,
     log_folder,
     make_run_dir,
     previous_wandb_id,
+    requeued_checkpoint,
     resolve_run_dir,
     wandb_offline_fallback,
 )
@@ -201,6 +203,9 @@ class LightningDGMCLI(LightningCLI):
         self._link_data_facts(config)
         ckpt_path = config.get("ckpt_path")
         self.run_dir = resolve_run_dir(config.trainer.default_root_dir or "runs", ckpt_path)
+        if self.subcommand == "fit" and not ckpt_path and (requeued := requeued_checkpoint(self.run_dir)):
+            rank_zero_info(f"Requeued SLURM job: resuming from {requeued}")
+            config.ckpt_path = ckpt_path = str(requeued)
         for logger in _loggers(config.trainer.logger):
             if "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.run_dir)
@@ -209,7 +214,8 @@ class LightningDGMCLI(LightningCLI):
                 logger.init_args.version = log_folder(self.run_dir, self.subcommand, ckpt_path is not None)
             if _is_subclass(logger.class_path, WandbLogger):
                 self._wandb_offline = wandb_offline_fallback()
-                previous = previous_wandb_id(self.run_dir) if ckpt_path and self.subcommand == "fit" else None
+                # A fit in an existing run folder resumes it (--ckpt_path, or a requeued SLURM job).
+                previous = previous_wandb_id(self.run_dir) if self.subcommand == "fit" else None
                 if previous and not logger.init_args.get("id") and not logger.init_args.get("version"):
                     logger.init_args.id = previous  # the resumed run continues its W&B run
                     logger.init_args.resume = "allow"
@@ -244,7 +250,8 @@ class LightningDGMCLI(LightningCLI):
             last = Path(callback.dirpath) / "last.ckpt"
             if callback.save_last and last.is_file():  # a resumed (or moved) run keeps writing last.ckpt,
                 callback.last_model_path = str(last)  # not last-v1.ckpt beside a stale one
-        self.created_run_dir = make_run_dir(self.run_dir)
+        trainer.callbacks.insert(0, SharedRunFolder(self.run_dir))  # before any callback reads the folder
+        self.created_run_dir = make_run_dir(self.run_dir, trainer.global_rank)
         rank_zero_info(f"Run folder: {self.run_dir}")
         if self._wandb_offline:
             rank_zero_info(

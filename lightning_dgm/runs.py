@@ -1,8 +1,21 @@
 """Run folders and W&B: where a run writes, and whether W&B can go online.
 
-A run folder is `<trainer.default_root_dir>/version_N`, the next free N, and holds everything
-the run writes: `checkpoints/`, `samples/`, the configs, `predictions/` and `wandb/`.
-Resuming from `<run>/checkpoints/*.ckpt`, or evaluating one, uses that run's folder again.
+A run folder holds everything a run writes: `checkpoints/`, the pictures, the configs,
+`predictions/` and `wandb/`. Every process of a job (every GPU of every node) uses one run folder,
+by this rule, which needs no shared environment variable and no shared file system:
+
+1. `--ckpt_path <run>/checkpoints/<file>.ckpt` (resuming, or evaluating a checkpoint): that `<run>`.
+2. A job launched by SLURM (`srun`, which Lightning detects; see `slurm_job_step`):
+   `<trainer.default_root_dir>/slurm-<job id>.<step id>`. Every task derives the same name, and a
+   requeued job (same job id, steps counted from 0 again) comes back to its folder and resumes:
+   from the `hpc_ckpt_*.ckpt` Lightning saved on SIGUSR1 (SLURMEnvironment(auto_requeue=True)), or
+   else from `checkpoints/last.ckpt` (see `requeued_checkpoint`).
+3. Otherwise `<trainer.default_root_dir>/version_N`, the next free N, as global rank 0 sees it.
+
+Global rank 0 decides and alone creates the folder; once the process group exists, every other
+rank adopts rank 0's choice (`SharedRunFolder` broadcasts it in the `setup` hook), whatever it
+computed on its own node. Only rank 0 writes into it (checkpoints, configs, pictures, loggers).
+
 Nothing in a run folder is overwritten by a later command: every invocation saves its own config
 (`config.yaml` for the first fit, `config.resume-1.yaml`, ... for resumes, `predict_config.yaml`,
 `predict_config-1.yaml`, ... for the others), and a resumed run continues its W&B run (same id).
@@ -22,14 +35,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
 from lightning_dgm.errors import ConfigError
-
-# Set by rank zero; DDP workers that Lightning launches inherit it and join the same folder.
-RUN_DIR_ENV = "LIGHTNING_DGM_RUN_DIR"
-
-
-def _is_launched_worker() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("RANK", "0")) > 0
 
 
 def next_version(root: Path) -> Path:
@@ -37,23 +46,44 @@ def next_version(root: Path) -> Path:
     return root / f"version_{max(numbers, default=-1) + 1}"
 
 
+def slurm_job_step() -> str | None:
+    """`<job id>.<step id>` (`<array job id>_<task id>.<step id>` in a job array, as `sacct` names
+    steps) when SLURM launched this process and Lightning uses its SLURMEnvironment; else None."""
+    if not SLURMEnvironment.detect() or not os.environ.get("SLURM_JOB_ID"):
+        return None
+    job = os.environ["SLURM_JOB_ID"]
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    step = os.environ.get("SLURM_STEP_ID", os.environ.get("SLURM_STEPID"))
+    return f"{job}.{step}" if step else job
+
+
 def resolve_run_dir(root: str | os.PathLike, ckpt_path: str | None) -> Path:
-    """The run folder for this command (not created yet: see `make_run_dir`)."""
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and _is_launched_worker():
-        return Path(inherited)
+    """The run folder for this command by the rule above, as this process sees it (not created yet:
+    see `make_run_dir`; ranks other than 0 adopt rank 0's in `SharedRunFolder`)."""
+    root = Path(root).absolute()  # absolute: other nodes may start elsewhere (see SharedRunFolder)
     if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
-        run_dir = Path(ckpt_path).parent.parent
-    else:
-        run_dir = next_version(Path(root))
-    os.environ[RUN_DIR_ENV] = str(run_dir)
-    return run_dir
+        return Path(ckpt_path).absolute().parent.parent
+    if job := slurm_job_step():
+        return root / f"slurm-{job}"
+    return next_version(root)
 
 
-def make_run_dir(run_dir: Path) -> Path | None:
-    """Creates the run folder (rank zero only); returns the outermost folder this call created (the
+def requeued_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a requeued SLURM job's `fit` resumes from, when its folder exists already:
+    None if Lightning resumes it itself (an `hpc_ckpt_*.ckpt` saved on SIGUSR1) or nothing was saved;
+    else `checkpoints/last.ckpt` (saved on SIGTERM, or by a checkpoint callback), so a preempted
+    job continues instead of training again from scratch over its own checkpoints."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not run_dir.name.startswith("slurm-") or any(run_dir.glob("hpc_ckpt_*.ckpt")) or not last.is_file():
+        return None
+    return last
+
+
+def make_run_dir(run_dir: Path, global_rank: int) -> Path | None:
+    """Creates the run folder on global rank 0; returns the outermost folder this call created (the
     run folder, or `default_root_dir` if that was new too), for removal if the command fails early."""
-    if _is_launched_worker() or run_dir.exists():
+    if global_rank != 0 or run_dir.exists():
         return None
     outermost = run_dir
     while not outermost.parent.exists():
@@ -66,6 +96,22 @@ def make_run_dir(run_dir: Path) -> Path | None:
             "--trainer.default_root_dir"
         ) from error
     return outermost
+
+
+class SharedRunFolder(L.Callback):
+    """Makes every rank use global rank 0's run folder (`trainer.default_root_dir`) from the `setup`
+    hook on, when the process group exists. Before it, ranks other than 0 only read: a node of a
+    torchrun job may have guessed another version_N, or not see rank 0's file system at all.
+    Checkpoint folders are agreed by ModelCheckpoint itself (it broadcasts its dirpath)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        agreed = Path(trainer.strategy.broadcast(str(self.run_dir)))
+        if agreed != self.run_dir:
+            self.run_dir = agreed
+            trainer._default_root_dir = str(agreed)  # the Trainer offers no setter
 
 
 def config_name(run_dir: Path, stage: str, resuming: bool) -> str:

@@ -13,7 +13,6 @@ def _offline_and_isolated(tmp_path, monkeypatch):
         monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("LIGHTNING_DGM_RUN_DIR", raising=False)
     yield
 
 

@@ -199,11 +199,11 @@ def test_an_informative_code_classifies_better_than_a_constant_one(tmp_path):
     assert constant["test/pixel_accuracy"] == identity["test/pixel_accuracy"]  # the reference ignores the model
 
 
-def test_every_n_epochs_skips_the_other_epochs(tmp_path):
+def test_every_n_epochs_skips_the_other_epochs_but_not_the_last(tmp_path):
     trainer(tmp_path, [Reconstructions(num_images=2, every_n_epochs=2)], max_epochs=3).fit(
         TinyAutoEncoder(), DigitsDataModule(image_size=SIDE, batch_size=32)
     )
-    assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == ["epoch_001.png"]
+    assert sorted(p.name for p in (tmp_path / "reconstructions").iterdir()) == ["epoch_001.png", "epoch_002.png"]
 
 
 def test_manifold_needs_a_2d_latent():

@@ -3,18 +3,16 @@ z down each column, so a column shows what the class alone changes (BigGAN's cla
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.callbacks.images import EpochPictures, evaluating, write_grid
 from lightning_dgm.errors import ConfigError
 
 
-class ClassGrid(L.Callback):
+class ClassGrid(EpochPictures):
     """Writes `<run folder>/class_grid/epoch_XXX.png` and logs it as `class_grid` (rank zero only),
-    after every N-th training epoch.
+    after every N-th training epoch and after the last one.
 
     Row c holds `sample(columns, labels=[c] * columns, generator=Generator().manual_seed(seed))`:
     every row draws from a generator seeded alike, so column j has the same z in every row (for a
@@ -23,15 +21,16 @@ class ClassGrid(L.Callback):
 
     Args:
         columns: samples per class (distinct z).
-        every_n_epochs: write a grid after every N-th training epoch.
+        every_n_epochs: write a grid after every N-th training epoch (and after the last one).
         seed: seed of the fixed noise.
         truncation: passed to `sample()` when set (systems whose `sample()` takes it: `BigGAN`).
     """
 
     def __init__(self, columns: int = 10, every_n_epochs: int = 1, seed: int = 0, truncation: float | None = None):
-        if columns < 1 or every_n_epochs < 1:
-            raise ConfigError("ClassGrid needs columns and every_n_epochs of at least 1")
-        self.columns, self.every_n_epochs, self.seed, self.truncation = columns, every_n_epochs, seed, truncation
+        super().__init__(every_n_epochs)
+        if columns < 1:
+            raise ConfigError(f"ClassGrid needs columns of at least 1, got {columns}")
+        self.columns, self.seed, self.truncation = columns, seed, truncation
 
     def grid(self, pl_module: L.LightningModule) -> torch.Tensor:
         """(num_classes * columns, C, H, W) in [-1, 1], row by row."""
@@ -47,10 +46,5 @@ class ClassGrid(L.Callback):
                 rows.append(pl_module.sample(self.columns, labels=labels, generator=generator, **extra))
         return torch.cat(rows)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
-            return
-        path = Path(trainer.default_root_dir) / "class_grid" / f"epoch_{epoch:03d}.png"
-        caption = f"epoch {epoch}: one row per class, same z down each column"
-        write_grid(trainer, self.grid(pl_module), key="class_grid", path=path, nrow=self.columns, caption=caption)
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        write_grid(trainer, self.grid(pl_module), key="class_grid", nrow=self.columns, epoch=epoch)

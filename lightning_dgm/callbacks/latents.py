@@ -9,8 +9,6 @@ datamodule's validation split during fit and its test split at test end, read th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import torch
@@ -20,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from torch.distributions import Normal
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure, write_grid
+from lightning_dgm.callbacks.images import EpochPictures, evaluating, new_figure, picture_file, write_figure, write_grid
 from lightning_dgm.errors import ConfigError
 
 _ENCODE_BATCH = 256  # inference only (no activations kept), so larger than a training batch is fine
@@ -94,36 +92,21 @@ def _items(datamodule, split: str, indices: Tensor) -> Tensor:
     return torch.stack([found[i] for i in wanted])
 
 
-def _png_path(trainer: L.Trainer, folder: str, stage: str) -> tuple[Path, str]:
-    name = "test" if stage == "test" else f"epoch_{trainer.current_epoch:03d}"
-    return Path(trainer.default_root_dir) / folder / f"{name}.png", name.replace("_", " ")
+def _split_of(epoch: int | None) -> str:
+    return "test" if epoch is None else "val"
 
 
-class _Pictures(L.Callback):
-    """Mechanics only: when to draw (every N-th training epoch and at test end, rank zero, never in
-    the sanity check) and on which split; subclasses say what to draw."""
-
-    def __init__(self, every_n_epochs: int) -> None:
-        if every_n_epochs < 1:
-            raise ConfigError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
-        self.every_n_epochs = every_n_epochs
+class _Pictures(EpochPictures):
+    """Also draws at test end (rank zero), on the test split (`draw`'s epoch is None then); during
+    fit it draws on the validation split (see `EpochPictures` for when)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         _require_autoencoder(pl_module, type(self).__name__)
 
-    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
-        raise NotImplementedError
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not epoch_due(trainer, self.every_n_epochs) or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        with evaluating(pl_module), torch.no_grad():
-            self.draw(trainer, pl_module, "val", "fit")
-
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             with evaluating(pl_module), torch.no_grad():
-                self.draw(trainer, pl_module, "test", "test")
+                self.draw(trainer, pl_module, None)
 
 
 class Reconstructions(_Pictures):
@@ -136,11 +119,11 @@ class Reconstructions(_Pictures):
             raise ConfigError(f"num_images must be at least 1, got {num_images}")
         self.num_images = num_images
 
-    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int | None) -> None:
+        split = _split_of(epoch)
         x = _first(_split(trainer, split, type(self).__name__), split, self.num_images, pl_module.device)
         images = torch.cat([x, pl_module.decode(pl_module.encode(x))])
-        path, caption = _png_path(trainer, "reconstructions", stage)
-        write_grid(trainer, images, key="reconstructions", path=path, nrow=len(x), caption=caption)
+        write_grid(trainer, images, key="reconstructions", nrow=len(x), epoch=epoch)
 
 
 class LatentInterpolation(_Pictures):
@@ -160,7 +143,8 @@ class LatentInterpolation(_Pictures):
         order = torch.randperm(num_images, generator=torch.Generator().manual_seed(self.seed))
         return order[: self.num_pairs], order[self.num_pairs : 2 * self.num_pairs]
 
-    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int | None) -> None:
+        split = _split_of(epoch)
         datamodule = _split(trainer, split, type(self).__name__, min_size=2 * self.num_pairs)
         a, b = self.pairs(datamodule.split_size(split))
         x = _items(datamodule, split, torch.cat([a, b])).to(pl_module.device)
@@ -169,8 +153,7 @@ class LatentInterpolation(_Pictures):
         # (1 - t) z_a + t z_b rather than lerp: it gives exactly z_a at t = 0 and z_b at t = 1.
         z = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # (num_pairs, steps, latent_dim)
         images = pl_module.decode(z.reshape(-1, z.shape[-1]))
-        path, caption = _png_path(trainer, "interpolations", stage)
-        write_grid(trainer, images, key="interpolations", path=path, nrow=self.steps, caption=caption)
+        write_grid(trainer, images, key="interpolations", nrow=self.steps, epoch=epoch)
 
 
 class LatentManifold(_Pictures):
@@ -194,10 +177,10 @@ class LatentManifold(_Pictures):
                 f"remove the callback or use latent_dim: 2"
             )
 
-    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, stage: str) -> None:
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int | None) -> None:
         images = pl_module.decode(manifold_latents(self.grid_size).to(pl_module.device))
-        path, caption = _png_path(trainer, "manifold", stage)
-        write_grid(trainer, images, key="manifold", path=path, nrow=self.grid_size, caption=caption)
+        write_grid(trainer, images, key="manifold", nrow=self.grid_size, epoch=epoch)
+        split = _split_of(epoch)
 
         datamodule = _split(trainer, split, type(self).__name__)
         codes, _, labels = _encode_split(pl_module, datamodule, split, self.num_points)
@@ -212,9 +195,8 @@ class LatentManifold(_Pictures):
         else:
             points = axes.scatter(*codes.T, s=4, alpha=0.6, c=labels, cmap="viridis")
             figure.colorbar(points, ax=axes, label="class")
-        axes.set(xlabel="z1", ylabel="z2", title=f"{split} codes, {caption}")
-        path, caption = _png_path(trainer, "latent_codes", stage)
-        write_figure(trainer, figure, key="latent_codes", path=path, caption=caption)
+        axes.set(xlabel="z1", ylabel="z2", title=f"{split} codes, {picture_file(trainer, 'latent_codes', epoch)[1]}")
+        write_figure(trainer, figure, key="latent_codes", epoch=epoch)
 
 
 class LatentClassifier(L.Callback):

@@ -4,13 +4,11 @@ real and generated points over the data density, with the discriminator's output
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 import torch
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, new_figure, write_figure
+from lightning_dgm.callbacks.images import EpochPictures, new_figure, write_figure
 from lightning_dgm.callbacks.sources import this_ranks_samples
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.metrics.modes import ModeCoverage
@@ -73,7 +71,7 @@ class ModeCoverageMonitor(L.Callback):
         self._log(trainer, pl_module, "test")
 
 
-class PointsPlot(L.Callback):
+class PointsPlot(EpochPictures):
     """Writes `<run folder>/points/epoch_XXX.png` and logs it as `points` (rank zero only):
     the training data's density as a heat map, real points, generated points from fixed noise,
     and, for systems with a `discriminator`, D's output (its probability of "real" for BCE
@@ -82,20 +80,16 @@ class PointsPlot(L.Callback):
 
     Args:
         num_samples: generated (and real) points drawn.
-        every_n_epochs: draw after every N-th training epoch.
+        every_n_epochs: draw after every N-th training epoch (and after the last one).
         seed: seed of the fixed noise.
         resolution: grid points per axis for the density and the contours.
     """
 
     def __init__(self, num_samples: int = 1000, every_n_epochs: int = 1, seed: int = 0, resolution: int = 100) -> None:
-        if num_samples < 1 or every_n_epochs < 1 or resolution < 2:
-            raise ConfigError("need num_samples >= 1, every_n_epochs >= 1 and resolution >= 2")
-        self.num_samples, self.every_n_epochs, self.seed, self.resolution = (
-            num_samples,
-            every_n_epochs,
-            seed,
-            resolution,
-        )
+        super().__init__(every_n_epochs)
+        if num_samples < 1 or resolution < 2:
+            raise ConfigError("need num_samples >= 1 and resolution >= 2")
+        self.num_samples, self.seed, self.resolution = num_samples, seed, resolution
 
     def _density(self, trainer: L.Trainer) -> tuple[np.ndarray, np.ndarray, list[float]]:
         datamodule = trainer.datamodule
@@ -129,14 +123,10 @@ class PointsPlot(L.Callback):
         output = loss.output(discriminator(packed)).float().reshape(self.resolution, self.resolution)
         return grid_x.numpy(), grid_y.numpy(), output.cpu().numpy()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
-            return
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         density, real, extent = self._density(trainer)
-        with evaluating(pl_module), torch.no_grad():
-            fake = pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
-            critic = self._critic(pl_module, extent)
+        fake = pl_module.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
+        critic = self._critic(pl_module, extent)
         fake = fake.float().reshape(len(fake), -1).cpu().numpy()
 
         figure = new_figure()
@@ -149,5 +139,4 @@ class PointsPlot(L.Callback):
         axes.scatter(fake[:, 0], fake[:, 1], s=3, c="tab:orange", alpha=0.5, label="generated")
         axes.set(xlim=extent[:2], ylim=extent[2:], title=f"epoch {epoch}")
         axes.legend(loc="upper right", markerscale=4)
-        path = Path(trainer.default_root_dir) / "points" / f"epoch_{epoch:03d}.png"
-        write_figure(trainer, figure, key="points", path=path, caption=f"epoch {epoch}")
+        write_figure(trainer, figure, key="points", epoch=epoch)

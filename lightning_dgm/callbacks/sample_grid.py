@@ -1,19 +1,18 @@
-"""A grid of samples from the same fixed noise after every N epochs."""
+"""A grid of samples from the same fixed noise after every N epochs and at the end of training."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.callbacks.images import EpochPictures, write_grid
 from lightning_dgm.errors import ConfigError
 
 
-class SampleGrid(L.Callback):
+class SampleGrid(EpochPictures):
     """Writes `<run folder>/samples/epoch_XXX.png` and logs it as `samples` (rank zero only).
 
     The noise is fixed by `seed`: every grid calls `sample(n, generator=torch.Generator().
@@ -23,15 +22,15 @@ class SampleGrid(L.Callback):
 
     Args:
         num_samples: images per grid.
-        every_n_epochs: write a grid after every N-th training epoch.
+        every_n_epochs: write a grid after every N-th training epoch (and after the last one).
         seed: seed of the fixed noise.
     """
 
     def __init__(self, num_samples: int = 64, every_n_epochs: int = 1, seed: int = 0) -> None:
-        if num_samples < 1 or every_n_epochs < 1:
-            raise ConfigError("num_samples and every_n_epochs must be at least 1")
+        super().__init__(every_n_epochs)
+        if num_samples < 1:
+            raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
         self.num_samples = num_samples
-        self.every_n_epochs = every_n_epochs
         self.seed = seed
 
     def _labels_and_nrow(self, pl_module: L.LightningModule) -> tuple[torch.Tensor | None, int]:
@@ -41,17 +40,11 @@ class SampleGrid(L.Callback):
             return torch.arange(num_classes, device=pl_module.device).repeat_interleave(per_class), per_class
         return None, math.ceil(math.sqrt(self.num_samples))
 
-    @torch.no_grad()
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
-            return
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         labels, nrow = self._labels_and_nrow(pl_module)
         n = self.num_samples if labels is None else len(labels)
-        with evaluating(pl_module):
-            images = pl_module.sample(n, labels=labels, generator=torch.Generator().manual_seed(self.seed))
-        path = Path(trainer.default_root_dir) / "samples" / f"epoch_{epoch:03d}.png"
-        write_grid(trainer, images, key="samples", path=path, nrow=nrow, caption=f"epoch {epoch}")
+        images = pl_module.sample(n, labels=labels, generator=torch.Generator().manual_seed(self.seed))
+        write_grid(trainer, images, key="samples", nrow=nrow, epoch=epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed}

@@ -1,18 +1,17 @@
-"""Super-resolution at work: LR | bicubic | SR | HR crops of the same validation images every N epochs."""
+"""Super-resolution at work: LR | bicubic | SR | HR crops of the same validation images every N epochs
+and at the end of training."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import lightning as L
 import torch
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.callbacks.images import EpochPictures, write_grid
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import ResolutionPair
 
 
-class SuperResolutionGrid(L.Callback):
+class SuperResolutionGrid(EpochPictures):
     """Writes `<run folder>/super_resolution/epoch_XXX.png` and logs it as `super_resolution` (rank zero).
 
     One row per image of the first `num_images` validation images (whole images, read through the
@@ -23,13 +22,14 @@ class SuperResolutionGrid(L.Callback):
     Args:
         num_images: rows of the grid.
         crop: side of the HR crops shown, in pixels (rounded down to a multiple of the scale).
-        every_n_epochs: write a grid after every N-th training epoch.
+        every_n_epochs: write a grid after every N-th training epoch (and after the last one).
     """
 
     def __init__(self, num_images: int = 4, crop: int = 128, every_n_epochs: int = 1) -> None:
-        if min(num_images, crop, every_n_epochs) < 1:
-            raise ConfigError("num_images, crop and every_n_epochs must be at least 1")
-        self.num_images, self.crop, self.every_n_epochs = num_images, crop, every_n_epochs
+        super().__init__(every_n_epochs)
+        if min(num_images, crop) < 1:
+            raise ConfigError("num_images and crop must be at least 1")
+        self.num_images, self.crop = num_images, crop
         self._batch: ResolutionPair | None = None
 
     def fixed_batch(self, trainer: L.Trainer, scale: int) -> ResolutionPair:
@@ -49,14 +49,8 @@ class SuperResolutionGrid(L.Callback):
             self._batch = ResolutionPair(torch.cat(lows), torch.cat(highs))
         return self._batch
 
-    @torch.no_grad()
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
-            return
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         batch = ResolutionPair(*(x.to(pl_module.device) for x in self.fixed_batch(trainer, pl_module.scale)))
-        with evaluating(pl_module):
-            columns = pl_module.translation_columns(batch)
+        columns = pl_module.translation_columns(batch)
         images = torch.stack([column.float() for column in columns], dim=1).flatten(0, 1)
-        path = Path(trainer.default_root_dir) / "super_resolution" / f"epoch_{epoch:03d}.png"
-        write_grid(trainer, images, key="super_resolution", path=path, nrow=len(columns), caption=f"epoch {epoch}")
+        write_grid(trainer, images, key="super_resolution", nrow=len(columns), epoch=epoch)

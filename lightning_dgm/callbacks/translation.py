@@ -1,18 +1,16 @@
-"""Translation systems at work: a grid of the same validation images after every N epochs."""
+"""Translation systems at work: a grid of the same validation images after every N epochs and at the end."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import lightning as L
 import torch
 
-from lightning_dgm.callbacks.images import epoch_due, evaluating, write_grid
+from lightning_dgm.callbacks.images import EpochPictures, write_grid
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.types import ImagePair
 
 
-class TranslationGrid(L.Callback):
+class TranslationGrid(EpochPictures):
     """Writes `<run folder>/translations/epoch_XXX.png` and logs it as `translations` (rank zero).
 
     One row per image of a fixed validation batch: the first `num_images` pairs of the
@@ -23,14 +21,14 @@ class TranslationGrid(L.Callback):
 
     Args:
         num_images: rows of the grid.
-        every_n_epochs: write a grid after every N-th training epoch.
+        every_n_epochs: write a grid after every N-th training epoch (and after the last one).
     """
 
     def __init__(self, num_images: int = 4, every_n_epochs: int = 1) -> None:
-        if num_images < 1 or every_n_epochs < 1:
-            raise ConfigError("num_images and every_n_epochs must be at least 1")
+        super().__init__(every_n_epochs)
+        if num_images < 1:
+            raise ConfigError(f"num_images must be at least 1, got {num_images}")
         self.num_images = num_images
-        self.every_n_epochs = every_n_epochs
         self._batch: ImagePair | None = None
 
     def fixed_batch(self, trainer: L.Trainer) -> ImagePair:
@@ -50,15 +48,9 @@ class TranslationGrid(L.Callback):
             self._batch = ImagePair(*next(datamodule.evaluation_batches("val", count, batch_size=count)))
         return self._batch
 
-    @torch.no_grad()
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if not epoch_due(trainer, self.every_n_epochs) or not trainer.is_global_zero:
-            return
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         batch = ImagePair(*(images.to(pl_module.device) for images in self.fixed_batch(trainer)))
-        with evaluating(pl_module):
-            columns = pl_module.translation_columns(batch)
+        columns = pl_module.translation_columns(batch)
         # Row i holds image i of every column: interleave columns image by image.
         images = torch.stack([column.float() for column in columns], dim=1).flatten(0, 1)
-        path = Path(trainer.default_root_dir) / "translations" / f"epoch_{epoch:03d}.png"
-        write_grid(trainer, images, key="translations", path=path, nrow=len(columns), caption=f"epoch {epoch}")
+        write_grid(trainer, images, key="translations", nrow=len(columns), epoch=epoch)
