@@ -54,7 +54,8 @@ def test_mnist_missing_files_give_one_clear_error(tmp_path):
 def test_mnist_corrupt_file_says_what_to_do(tmp_path):
     write_mnist(tmp_path)
     (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"not an idx file")
-    with pytest.raises(RuntimeError, match="delete the damaged files"):
+    damaged = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    with pytest.raises(RuntimeError, match=f"{damaged} is not an MNIST IDX file .* delete it and download again"):
         MNISTDataModule(data_dir=str(tmp_path), download=False).setup("fit")
 
 
