@@ -141,11 +141,19 @@ def metrics_files(run_dir: Path) -> list[Path]:
     return [p for p in [run_dir / "metrics.csv", *resumes] if p.is_file()]
 
 
+def wandb_run_id(folder: Path) -> str | None:
+    """The run id of a W&B run folder (`[offline-]run-<date>_<time>-<id>[-<n>]`), read from the
+    `run-<id>.wandb` file it holds: W&B appends `-<n>` to the folder's name when a resumed run starts
+    within the same second as its previous folder."""
+    files = sorted(folder.glob("run-*.wandb"))
+    return files[0].name.removeprefix("run-").removesuffix(".wandb") if files else None
+
+
 def previous_wandb_id(run_dir: Path) -> str | None:
     """The id of the newest W&B run logged in this run folder (`wandb/[offline-]run-<date>-<id>`)."""
-    runs = [p for p in (run_dir / "wandb").glob("*run-*-*") if p.is_dir()]
+    runs = [p for p in (run_dir / "wandb").glob("*run-*-*") if p.is_dir() and wandb_run_id(p)]
     newest = max(runs, key=lambda p: p.name.removeprefix("offline-"), default=None)
-    return newest.name.rsplit("-", 1)[1] if newest else None
+    return wandb_run_id(newest) if newest else None
 
 
 def _base_url() -> str:

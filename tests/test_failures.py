@@ -21,7 +21,7 @@ from lightning_dgm.checkpoints import AtomicCheckpointIO, read_checkpoint
 from lightning_dgm.cli import main
 from lightning_dgm.datamodules import MNISTDataModule
 from lightning_dgm.errors import CheckpointError, ConfigError, DataError, MissingFileError
-from lightning_dgm.runs import metrics_files, wandb_problem
+from lightning_dgm.runs import metrics_files, previous_wandb_id, wandb_problem, wandb_run_id
 from tests.helpers import PYTHON, REPO, run_cli, subprocess_env
 from tests.test_translation_runs import horse2zebra
 
@@ -440,12 +440,20 @@ def test_fit_with_a_key_and_no_route_to_wandb_logs_offline(tmp_path, monkeypatch
     assert len(list((tmp_path / "version_0" / "wandb").glob("offline-run-*"))) == 1
 
 
+def test_the_wandb_id_is_read_from_the_run_file_not_the_folder_name(tmp_path):
+    # W&B names a resumed run's folder <...>-<id>-1 when it starts in the same second as the last one
+    for name in ("offline-run-20261203_080000-abc12345", "offline-run-20261203_080000-abc12345-1"):
+        (tmp_path / "wandb" / name).mkdir(parents=True)
+        (tmp_path / "wandb" / name / "run-abc12345.wandb").touch()
+    assert previous_wandb_id(tmp_path) == "abc12345"
+
+
 def test_a_resumed_run_continues_its_wandb_run(gan_run):
-    first = [p.name.rsplit("-", 1)[1] for p in (gan_run / "wandb").glob("offline-run-*")]
+    first = [wandb_run_id(p) for p in (gan_run / "wandb").glob("offline-run-*")]
     ckpt = gan_run / "checkpoints" / "last.ckpt"
     assert len(first) == 1
     assert dgm("fit", f"--config={GAN}", *FAST, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}") == 0
-    ids = [p.name.rsplit("-", 1)[1] for p in (gan_run / "wandb").glob("offline-run-*")]
+    ids = [wandb_run_id(p) for p in (gan_run / "wandb").glob("offline-run-*")]
     assert len(ids) == 2 and set(ids) == set(first)
 
 
