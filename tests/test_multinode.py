@@ -172,3 +172,43 @@ def test_a_simulated_two_task_slurm_job_writes_one_run_folder_named_by_the_job_a
     assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
     assert _steps(run / "checkpoints" / "last.ckpt") == 12
     assert any(not torch.equal(_weights(run)[k], first[k]) for k in first)
+
+
+def test_a_two_node_torchrun_cyclegan_job_keeps_one_folder_and_per_rank_pools_through_a_resume(tmp_path):
+    from tests.test_translation_runs import horse2zebra
+
+    root = horse2zebra(tmp_path / "horse2zebra", sizes=(4, 4, 2, 2))
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    for node in nodes:
+        node.mkdir()
+    cyclegan = [
+        "--config",
+        str(REPO / "configs" / "cyclegan_horse2zebra_small.yaml"),
+        f"--data.root={root}",
+        "--data.load_size=36",
+        "--data.crop_size=32",
+        "--data.batch_size=1",
+        "--model.pool_size=2",
+        "--model.generator_ab.num_blocks=1",
+        "--model.generator_ba.num_blocks=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.logger=false",
+        "--trainer.callbacks+=tests.helpers.DumpWeights",
+    ]
+    common = [*cyclegan, *MULTINODE, "--trainer.default_root_dir=runs"]
+    torchrun_job([*common, "--trainer.max_epochs=1"], nodes)
+    run = nodes[0] / "runs" / "version_0"
+    assert [p.name for p in (nodes[0] / "runs").iterdir()] == ["version_0"] and not (nodes[1] / "runs").exists()
+    first = _weights(run)
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    pools = torch.load(checkpoint, weights_only=False)["image_pools"]
+    assert len(pools) == 2  # one image pool per rank, each rank's own history
+
+    torchrun_job([*common, "--trainer.max_epochs=2", f"--ckpt_path={checkpoint}"], nodes)
+    assert [p.name for p in (nodes[0] / "runs").iterdir()] == ["version_0"] and not (nodes[1] / "runs").exists()
+    assert sorted(p.name for p in run.glob("config*.yaml")) == ["config.resume-1.yaml", "config.yaml"]
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    resumed = _weights(run)  # identical on both ranks
+    assert any(not torch.equal(resumed[k], first[k]) for k in first)
