@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -54,6 +55,13 @@ class RunConfig(SaveConfigCallback):
         if not self.already_saved:
             self.config_filename = config_name(Path(trainer.default_root_dir), stage, trainer.ckpt_path is not None)
         super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The resolved config is also the W&B run's config (rank zero; a resume updates it)."""
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))
+                logger.experiment.config.update(resolved, allow_val_change=True)
 
 
 def _import(class_path: str) -> Any:

@@ -1,6 +1,7 @@
 """The real CLI: every YAML, the run folder, predict, resume, precision, errors."""
 
 import subprocess
+import time
 
 import pytest
 import torch
@@ -271,6 +272,19 @@ def test_wandb_offline_run_is_written(tmp_path):
     runs = list((tmp_path / "version_0" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     assert list(runs[0].glob("files/media/images/samples_*.png"))  # the sample grid went to W&B too
+
+
+def test_the_resolved_config_is_the_wandb_run_config(tmp_path):
+    run_cli("fit", f"--config={REPO / 'configs/gan_digits.yaml'}", f"--trainer.default_root_dir={tmp_path}", *FAST)
+    (wandb_file,) = (tmp_path / "version_0" / "wandb").glob("offline-run-*/run-*.wandb")
+    # Offline, the config travels inside the run file (as JSON values); Lightning itself logs only the
+    # system's and the datamodule's hyperparameters, not the trainer's or the class paths.
+    expected = [b'"max_epochs":1', b'"limit_train_batches":3']
+    expected += [b'"class_path":"lightning_dgm.datamodules.DigitsDataModule"']
+    deadline = time.monotonic() + 20  # wandb-core writes the file shortly after finish()
+    while not all(value in wandb_file.read_bytes() for value in expected) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(value in wandb_file.read_bytes() for value in expected)
 
 
 def test_second_run_gets_its_own_folder(tmp_path):
