@@ -161,6 +161,7 @@ def main() -> None:
     L.seed_everything(SEED, verbose=False)
     device = torch.device(args.device)
 
+    load_before = os.getloadavg()  # the 1-minute load before this benchmark adds its own
     print("| repeat | Lightning img/s | plain PyTorch img/s | ratio (Lightning / plain) |")
     print("|---:|---:|---:|---:|")
     rows = []
@@ -181,6 +182,7 @@ def main() -> None:
     used = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())
     print(f"Reproduce: python bench/train_throughput.py {used}")
     print(f"Device: {where}; torch {torch.__version__}, lightning {L.__version__}, precision {args.precision}")
+    print(f"Load average (1 min): {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after (this run adds ~1-2)")
 
 
 if __name__ == "__main__":
