@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from lightning_dgm.callbacks import ClassGrid
+from lightning_dgm.callbacks import ClassGrid, ClassInterpolation
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import orthogonal_regularization
 from lightning_dgm.metrics import MetricInputs, PrecisionRecall, precision_recall_density_coverage
@@ -247,6 +247,23 @@ def test_class_grid_has_one_row_per_class_and_the_same_z_down_each_column():
     z = GaussianNoise().sample((3, 60), generator=torch.Generator().manual_seed(5))
     labels = torch.arange(10).repeat_interleave(3)
     assert_close(grid, model.eval().generator(z.repeat(10, 1), labels))
+
+
+def test_class_interpolation_moves_the_shared_embedding_from_one_class_to_the_other():
+    model = BigGAN(tiny_generator(attention_resolution=None), tiny_discriminator(), num_classes=10, ema_decay=None)
+    strips = ClassInterpolation(pairs=[(2, 7)], steps=5, rows=3, seed=4).strips(model)
+    assert strips.shape == (15, 1, 28, 28) and model.training  # strip by strip; train mode back
+    g = model.eval().generator
+    z = GaussianNoise().sample((3, 60), generator=torch.Generator().manual_seed(4))
+    # both ends are the classes themselves, with each strip's own z
+    assert_close(strips[0::5], g(z, torch.full((3,), 2)))
+    assert_close(strips[4::5], g(z, torch.full((3,), 7)))
+    # the middle is G at the embeddings' midpoint, not a blend of images
+    ends = g.embed(torch.tensor([2, 7]))
+    assert_close(strips[2::5], g(z, None, shared=ends.mean(0).expand(3, -1)))
+    assert not torch.allclose(strips[2], (strips[0] + strips[4]) / 2, atol=1e-3)
+    with pytest.raises(ConfigError, match="class 12 is outside 0..9"):
+        model.interpolate_classes(2, 12, steps=3, n=1)
 
 
 def test_two_process_ddp_keeps_weights_and_ema_identical_on_both_ranks(tmp_path):

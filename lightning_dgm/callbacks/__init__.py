@@ -1,6 +1,6 @@
 """Callbacks: everything a run writes besides checkpoints (sample grids, predictions, ...)."""
 
-from lightning_dgm.callbacks.class_grid import ClassGrid
+from lightning_dgm.callbacks.class_grid import ClassGrid, ClassInterpolation
 from lightning_dgm.callbacks.class_metrics import ClassMetrics
 from lightning_dgm.callbacks.distribution_metrics import DistributionMetrics
 from lightning_dgm.callbacks.images import image_grid, log_image, write_grid
@@ -32,6 +32,7 @@ from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
 __all__ = [
     "ChannelsLast",
     "ClassGrid",
+    "ClassInterpolation",
     "ClassMetrics",
     "CompileNetworks",
     "DistributionMetrics",

@@ -48,3 +48,53 @@ class ClassGrid(EpochPictures):
 
     def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         write_grid(trainer, self.grid(pl_module), key="class_grid", nrow=self.columns, epoch=epoch)
+
+
+class ClassInterpolation(EpochPictures):
+    """Writes `<run folder>/class_interpolation/epoch_XXX.png` and logs it as `class_interpolation`
+    (rank zero only), after every N-th training epoch and after the last one: for each pair of
+    classes, `rows` strips of `steps` images, each strip one fixed z with G's shared class embedding
+    moving from the first class to the second (`interpolate_classes` of a system that has it:
+    `BigGAN`). The same z (seeded by `seed`) every time, in eval mode.
+
+    Args:
+        pairs: (first, second) class pairs, one block of rows each.
+        steps: images per strip, both classes included.
+        rows: strips (distinct z) per pair.
+        every_n_epochs: write after every N-th training epoch (and after the last one).
+        seed: seed of the fixed noise.
+    """
+
+    def __init__(
+        self,
+        pairs: list[tuple[int, int]] = ((0, 1),),
+        steps: int = 8,
+        rows: int = 2,
+        every_n_epochs: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(every_n_epochs)
+        if steps < 2 or rows < 1 or not pairs:
+            raise ConfigError(
+                f"ClassInterpolation needs steps >= 2, rows >= 1 and a pair, got {steps}, {rows}, {pairs}"
+            )
+        self.pairs, self.steps, self.rows, self.seed = [tuple(p) for p in pairs], steps, rows, seed
+
+    def strips(self, pl_module: L.LightningModule) -> torch.Tensor:
+        """(len(pairs) * rows * steps, C, H, W) in [-1, 1], strip by strip."""
+        if not callable(getattr(pl_module, "interpolate_classes", None)):
+            raise ConfigError(
+                f"ClassInterpolation needs a system with interpolate_classes (BigGAN), got {type(pl_module).__name__}"
+            )
+        with evaluating(pl_module), torch.no_grad():
+            return torch.cat(
+                [
+                    pl_module.interpolate_classes(
+                        first, second, self.steps, self.rows, generator=torch.Generator().manual_seed(self.seed)
+                    )
+                    for first, second in self.pairs
+                ]
+            )
+
+    def draw(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        write_grid(trainer, self.strips(pl_module), key="class_interpolation", nrow=self.steps, epoch=epoch)

@@ -117,5 +117,22 @@ class BigGAN(ConditionalGAN):
         )
         return self.sampling_generator(z, labels.to(self.device))
 
+    @torch.no_grad()
+    def interpolate_classes(
+        self, first: int, second: int, steps: int, n: int, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(n * steps, C, H, W) in [-1, 1]: row i keeps one z and moves the shared class embedding in
+        `steps` equal steps from class `first`'s row of G's embedding to class `second`'s (both ends
+        included), so a row shows what the class alone changes (BigGAN, Figure 8)."""
+        g = self.sampling_generator
+        for label in (first, second):
+            if not 0 <= label < g.num_classes:
+                raise ConfigError(f"class {label} is outside 0..{g.num_classes - 1}")
+        z = self.noise.sample((n, g.latent_dim), generator=generator, device=self.device)
+        ends = g.embed(torch.tensor([first, second], device=self.device))
+        weights = torch.linspace(0, 1, steps, device=self.device)[:, None]
+        path = (1 - weights) * ends[0] + weights * ends[1]  # (steps, embedding_dim)
+        return g(z.repeat_interleave(steps, dim=0), None, shared=path.repeat(n, 1))
+
 
 __all__ = ["BigGAN"]

@@ -154,12 +154,21 @@ class BigGANGenerator(nn.Module):
         self.out_norm = nn.BatchNorm2d(self.channels[-1])
         self.out = conv(self.channels[-1], self.image_shape[0])
 
-    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor, shared: Tensor | None = None) -> Tensor:
+        """`shared` (N, embedding_dim), optional: class embeddings to use instead of those of `labels`
+        (e.g. mixtures of two classes' rows of `embed`, for class interpolations)."""
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ConfigError(f"BigGANGenerator expects noise of shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-        check_labels(labels, len(z), self.num_classes, "BigGANGenerator")
         chunks = z.split(self.chunk, dim=1)
-        shared = self.embed(labels.long()).to(z.dtype)
+        if shared is None:
+            check_labels(labels, len(z), self.num_classes, "BigGANGenerator")
+            shared = self.embed(labels.long())
+        elif shared.shape != (len(z), self.embed.embedding_dim):
+            raise ConfigError(
+                f"BigGANGenerator: shared embeddings must be ({len(z)}, {self.embed.embedding_dim}), "
+                f"got {tuple(shared.shape)}"
+            )
+        shared = shared.to(z.dtype)
         h = self.linear(chunks[0]).view(len(z), self.channels[0], self.bottom, self.bottom)
         for i, (block, chunk) in enumerate(zip(self.blocks, chunks[1:])):
             h = block(h, torch.cat([chunk, shared], dim=1))
