@@ -243,3 +243,18 @@ class SignalAt(L.Callback):
             import signal
 
             os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+def tiny_cyclegan(root: Path) -> list[str]:
+    """CLI arguments for configs/cyclegan_horse2zebra_small.yaml at a size a CPU test affords: 32 px
+    crops of the fixture folder `root`, batch 1, pools of 2, one residual block per generator."""
+    return [
+        f"--config={REPO / 'configs' / 'cyclegan_horse2zebra_small.yaml'}",
+        f"--data.root={root}",
+        "--data.load_size=36",
+        "--data.crop_size=32",
+        "--data.batch_size=1",
+        "--model.pool_size=2",
+        "--model.generator_ab.num_blocks=1",
+        "--model.generator_ba.num_blocks=1",
+    ]

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from lightning_dgm.__main__ import main
 from lightning_dgm.checkpoints import AtomicCheckpointIO, read_checkpoint
-from lightning_dgm.cli import main
 from lightning_dgm.datamodules import MNISTDataModule
 from lightning_dgm.errors import CheckpointError, ConfigError, DataError, MissingFileError
 from lightning_dgm.runs import metrics_files, previous_wandb_id, wandb_problem, wandb_run_id
-from tests.helpers import PYTHON, REPO, run_cli, subprocess_env
+from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, tiny_cyclegan
 from tests.test_translation_runs import horse2zebra
 
 GAN = str(REPO / "configs" / "gan_digits.yaml")
@@ -289,11 +289,8 @@ def _vae(tmp_path):
 
 def _cyclegan(tmp_path):
     root = horse2zebra(tmp_path / "horse2zebra", sizes=(6, 6, 2, 2))
-    config = REPO / "configs" / "cyclegan_horse2zebra_small.yaml"
-    sizes = ["--data.load_size=36", "--data.crop_size=32", "--data.batch_size=1", "--model.pool_size=2"]
-    nets = ["--model.generator_ab.num_blocks=1", "--model.generator_ba.num_blocks=1"]
     limits = ["--trainer.limit_train_batches=4", "--trainer.limit_val_batches=0"]
-    return [f"--config={config}", f"--data.root={root}", *sizes, *nets, *QUIET, *limits]
+    return [*tiny_cyclegan(root), *QUIET, *limits]
 
 
 @pytest.mark.parametrize("setup", [_gan, _vae, _cyclegan], ids=["gan", "vae", "cyclegan"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.testing import assert_close
 
-from tests.helpers import PYTHON, REPO, subprocess_env
+from tests.helpers import PYTHON, REPO, subprocess_env, tiny_cyclegan
 
 GAN_DIGITS = [
     "--config",
@@ -182,15 +182,7 @@ def test_a_two_node_torchrun_cyclegan_job_keeps_one_folder_and_per_rank_pools_th
     for node in nodes:
         node.mkdir()
     cyclegan = [
-        "--config",
-        str(REPO / "configs" / "cyclegan_horse2zebra_small.yaml"),
-        f"--data.root={root}",
-        "--data.load_size=36",
-        "--data.crop_size=32",
-        "--data.batch_size=1",
-        "--model.pool_size=2",
-        "--model.generator_ab.num_blocks=1",
-        "--model.generator_ba.num_blocks=1",
+        *tiny_cyclegan(root),
         "--trainer.limit_val_batches=0",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",

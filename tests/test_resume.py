@@ -12,7 +12,7 @@ from torch.testing import assert_close
 from lightning_dgm.datamodules import DigitsDataModule
 from lightning_dgm.models import GAN
 from lightning_dgm.nets import MLPDiscriminator, MLPGenerator
-from tests.helpers import PYTHON, REPO, run_cli, subprocess_env
+from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, tiny_cyclegan
 from tests.test_translation_runs import horse2zebra
 
 
@@ -91,15 +91,7 @@ def _cyclegan_ddp(root, run_dir, epochs, *extra):
         "-m",
         "lightning_dgm",
         "fit",
-        "--config",
-        str(REPO / "configs" / "cyclegan_horse2zebra_small.yaml"),
-        f"--data.root={root}",
-        "--data.load_size=36",
-        "--data.crop_size=32",
-        "--data.batch_size=1",
-        "--model.pool_size=2",
-        "--model.generator_ab.num_blocks=1",
-        "--model.generator_ba.num_blocks=1",
+        *tiny_cyclegan(root),
         "--trainer.accelerator=cpu",
         "--trainer.devices=2",
         "--trainer.strategy=ddp_find_unused_parameters_true",

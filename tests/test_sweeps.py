@@ -4,7 +4,7 @@ CLI accepts (parsed with --print_config, no training: the sweep server is not re
 import pytest
 import yaml
 
-from lightning_dgm.cli import main
+from lightning_dgm.__main__ import main
 from tests.helpers import REPO
 
 SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))

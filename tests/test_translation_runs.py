@@ -14,7 +14,7 @@ from lightning_dgm.datamodules import UnpairedDataModule
 from lightning_dgm.metrics import FrechetDistance, ImageFeatures, KernelDistance
 from lightning_dgm.models import TranslationSystem
 from lightning_dgm.types import to_signed_unit
-from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, write_domain, write_side_by_side
+from tests.helpers import PYTHON, REPO, run_cli, subprocess_env, tiny_cyclegan, write_domain, write_side_by_side
 from tests.test_sample_metrics import RandomProjection
 
 SMALL = [
@@ -211,14 +211,7 @@ def test_cyclegan_resume_gives_the_same_weights_pools_and_schedule_as_an_uninter
     # swaps (seeded by step) and crops (seeded by epoch) must match the uninterrupted run's.
     root = horse2zebra(tmp_path / "horse2zebra", sizes=(3, 3, 2, 2))
     common = [
-        f"--config={REPO / 'configs' / 'cyclegan_horse2zebra_small.yaml'}",
-        f"--data.root={root}",
-        "--data.load_size=36",
-        "--data.crop_size=32",
-        "--data.batch_size=1",
-        "--model.pool_size=2",
-        "--model.generator_ab.num_blocks=1",
-        "--model.generator_ba.num_blocks=1",
+        *tiny_cyclegan(root),
         "--model.g_lr_scheduler.constant_epochs=1",
         "--model.g_lr_scheduler.decay_epochs=3",
         "--trainer.enable_progress_bar=false",

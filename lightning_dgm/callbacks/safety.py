@@ -46,10 +46,11 @@ class NonFiniteGuard(L.Callback):
     """Stops training at the first non-finite loss or parameter.
 
     Every `every_n_batches` batches, each loss handed to backward is checked before its optimizer
-    steps, and every parameter after the batch; every checkpoint is checked before it is written,
-    whatever the cadence, so no saved checkpoint holds NaN or Inf and none is deleted in its favour
-    (the run stops before `ModelCheckpoint` saves or rotates). A check is one host-device sync:
-    raise `every_n_batches` on a GPU if the per-batch sync shows in the throughput.
+    steps (a non-finite parameter makes the next loss non-finite, so the parameters need no scan of
+    their own on the hot path); every parameter is checked before each checkpoint is written, whatever
+    the cadence, so no saved checkpoint holds NaN or Inf and none is deleted in its favour (the run
+    stops before `ModelCheckpoint` saves or rotates). A loss check is one host-device sync: raise
+    `every_n_batches` on a GPU if the per-step sync shows in the throughput.
 
     Under 16-mixed, infinite *gradients* are normal (the GradScaler skips those steps), so
     gradients are not checked; the loss and the parameters are.
@@ -72,10 +73,6 @@ class NonFiniteGuard(L.Callback):
         if loss is not None and not bool(torch.isfinite(loss).all()):
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
             self._fail(trainer, f"the loss of {_owners(pl_module, parameters)} is {loss.float().sum().item()}")
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
-        if self._due(trainer):
-            self._check_parameters(trainer, pl_module)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self._check_parameters(trainer, pl_module)
