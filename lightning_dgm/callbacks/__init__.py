@@ -28,6 +28,7 @@ from lightning_dgm.callbacks.speed import ChannelsLast, CompileNetworks, MatmulP
 from lightning_dgm.callbacks.superres import SuperResolutionGrid
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
+from lightning_dgm.callbacks.truncation import TruncationSweep
 
 __all__ = [
     "ChannelsLast",
@@ -50,6 +51,7 @@ __all__ = [
     "SampledImages",
     "SampleGrid",
     "SampleMetrics",
+    "TruncationSweep",
     "SampleRequestDataset",
     "SampleWriter",
     "SuperResolutionGrid",

@@ -31,6 +31,7 @@ def generated_samples(
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    truncation: float | None = None,
 ) -> Iterator[Samples]:
     """This process's share of `num_samples` samples, as `Samples(index, image, label)` batches of
     at most `batch_size`: `index` (n,) the global sample numbers (ranks take consecutive blocks,
@@ -40,6 +41,7 @@ def generated_samples(
 
     Drawn under no_grad in eval mode (train mode comes back when the iterator ends or is closed)
     with a CPU generator seeded by `seed + rank`, so a run is repeatable for a given world size.
+    `truncation` (None: none) goes to `sample()`, for systems with the truncation trick (BigGAN).
     """
     conditional = getattr(pl_module, "conditional", False)
     num_classes = getattr(pl_module, "num_classes", None)
@@ -48,18 +50,24 @@ def generated_samples(
             f"{type(pl_module).__name__} is conditional but has no int `num_classes` >= 1 "
             f"(got {num_classes!r}): set it so that samples can be drawn class by class"
         )
+    options = {} if truncation is None else {"truncation": truncation}
     indices = torch.arange(num_samples).tensor_split(world_size)[rank]
     generator = torch.Generator().manual_seed(seed + rank)
     with evaluating(pl_module):
         for index in indices.split(batch_size):
             labels = (index % num_classes).to(pl_module.device) if conditional else None
             with torch.no_grad():  # not around the yield: the consumer's grad mode is its own
-                images = pl_module.sample(len(index), labels=labels, generator=generator)
+                images = pl_module.sample(len(index), labels=labels, generator=generator, **options)
             yield Samples(index, images, labels)
 
 
 def this_ranks_samples(
-    trainer: L.Trainer, pl_module: L.LightningModule, num_samples: int, batch_size: int, seed: int
+    trainer: L.Trainer,
+    pl_module: L.LightningModule,
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    truncation: float | None = None,
 ) -> Iterator[Samples]:
     """`generated_samples` for the process `trainer` runs in: its share of `num_samples`."""
     return generated_samples(
@@ -69,6 +77,7 @@ def this_ranks_samples(
         seed=seed,
         rank=trainer.global_rank,
         world_size=trainer.world_size,
+        truncation=truncation,
     )
 
 
@@ -100,7 +109,10 @@ class ImageSource:
 
 class SampledImages(ImageSource):
     """`num_samples` images of `pl_module.sample()` (see `generated_samples`, seeded by `seed + rank`)
-    against the first `num_real_samples` images of the split (None: all)."""
+    against the first `num_real_samples` images of the split (None: all). `truncation` (None: none)
+    goes to `sample()`."""
+
+    truncation: float | None = None
 
     def __init__(self, num_samples: int, num_real_samples: int | None, batch_size: int, seed: int) -> None:
         if num_samples < 1 or batch_size < 1:
@@ -120,7 +132,7 @@ class SampledImages(ImageSource):
         return self.num_samples
 
     def generated(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> Iterator[Tensor]:
-        batches = this_ranks_samples(trainer, pl_module, self.num_samples, self.batch_size, self.seed)
+        batches = this_ranks_samples(trainer, pl_module, self.num_samples, self.batch_size, self.seed, self.truncation)
         return (batch.image for batch in batches)
 
     def describe_generated(self, split: str | None, count: int) -> str:
@@ -129,6 +141,7 @@ class SampledImages(ImageSource):
     def protocol(self, stage: str, split: str, num_real: int | None, num_generated: int) -> dict[str, Any]:
         return {
             "num_generated": num_generated,
+            "truncation": self.truncation,
             f"{stage}_real": None if num_real is None else f"{split} split, first {num_real} images",
         }
 

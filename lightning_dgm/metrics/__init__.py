@@ -34,6 +34,7 @@ from lightning_dgm.metrics.features import (
     shares_forward,
 )
 from lightning_dgm.metrics.generated import GeneratedSet
+from lightning_dgm.metrics.judges import CIFAR10ResNet20, ResNet20Features, ResNet20Logits
 from lightning_dgm.metrics.manifolds import (
     Fidelity,
     PrecisionRecall,
@@ -51,6 +52,9 @@ from lightning_dgm.metrics.scores import (
 )
 
 __all__ = [
+    "CIFAR10ResNet20",
+    "ResNet20Features",
+    "ResNet20Logits",
     "Fidelity",
     "PrecisionRecall",
     "neighbour_radii",

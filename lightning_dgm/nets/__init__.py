@@ -2,7 +2,7 @@
 
 from lightning_dgm.nets.autoencoders import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from lightning_dgm.nets.biggan import BigGANDiscriminator, BigGANGenerator, ConditionalBatchNorm2d
-from lightning_dgm.nets.classifiers import ConvClassifier
+from lightning_dgm.nets.classifiers import CifarResNet, ConvClassifier
 from lightning_dgm.nets.conditional import (
     ConcatDCGANDiscriminator,
     ConditionalDCGANGenerator,
@@ -34,6 +34,7 @@ __all__ = [
     "ConditionalDCGANGenerator",
     "ConditionalMLPDiscriminator",
     "ConditionalMLPGenerator",
+    "CifarResNet",
     "ConvClassifier",
     "ConvDecoder",
     "ConvEncoder",
