@@ -52,6 +52,14 @@ class System(L.LightningModule):
             if inspect.isfunction(method) and "__signature__" not in method.__dict__:
                 method.__signature__ = inspect.signature(method)
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` around every hook it calls (about 40 times a batch), and
+        # nn.Module.__setattr__ checks every value against the parameters, buffers and submodules first.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def logging_due(self) -> bool:
         """Whether Lightning passes this training step's logs to the loggers (every
         `trainer.log_every_n_steps` batches, and when the run is stopping). At other steps a
@@ -230,7 +238,7 @@ class AdversarialSystem(GenerativeSystem):
         if self.logging_due():
             with torch.no_grad():
                 real, fake = self.loss.output(real_logits).mean(), self.loss.output(fake_logits).mean()
-            self.log_training({"d_loss": d_loss, "d_real": real, "d_fake": fake})
+            self.log_dict({"d_loss": d_loss.detach(), "d_real": real, "d_fake": fake}, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimisation Lightning never steps schedulers: step them once per epoch.
