@@ -22,6 +22,7 @@ from lightning_dgm.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
+from tests.helpers import REPO
 from tests.test_translation_systems import PairData, pairs, translator
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
@@ -163,3 +164,23 @@ def test_16_mixed_with_the_cpu_grad_scaler_trains_cyclegan(tmp_path):
         assert torch.isfinite(value).all(), name
     moved = {name.split(".")[0] for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
     assert moved == {"generator_ab", "generator_ba", "discriminator_a", "discriminator_b"}
+
+
+def test_the_gpu_benchmark_runs_its_pieces_on_the_cpu(tmp_path, monkeypatch):
+    # bench/gpu.py's dry run, a batch each: both benchmarks (the VAE for the conv one), bf16 and compiled
+    # (eager backend: graph capture without code generation); fp32 is the same path as compiled without it.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import gpu
+
+    out = tmp_path / "table.md"
+    argv = ["--device", "cpu", "--variants", "bf16,compile", "--compile-backend", "eager", "--batches", "1"]
+    argv += ["--warmup", "1", "--repeats", "1", "--mlp-batch-sizes", "4", "--conv-batch-size", "2"]
+    argv += ["--conv-models", "vae", "--out", str(out)]
+    table = gpu.run(argv)
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ") and "img/s" not in line]
+    assert out.read_text() == table + "\n" and len(rows) == 2 * 2  # 2 variants x (MLP GAN, VAE)
+    assert [row[2] for row in rows] == ["bf16", "bf16", "compile", "compile"]
+    assert all(float(row[-1].rstrip(" |")) > 0 for row in rows)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
+        gpu.run([])
