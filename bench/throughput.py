@@ -213,11 +213,11 @@ def report(args: argparse.Namespace, device: torch.device, load_before: float) -
     flags = []
     for key, value in vars(args).items():
         flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            flags += [flag] if value else []
+        if isinstance(value, bool) or value is None:
+            flags += [flag] if value is True else []
         else:
             flags.append(f"{flag} {value}")
     print(f"\nReproduce: python {script} {' '.join(flags)}")
     versions = f"torch {torch.__version__}, lightning {L.__version__}"
-    print(f"Device: {machine(device)}; {versions}, precision {args.precision}")
+    print(f"Device: {machine(device)}; {versions}, precision {getattr(args, 'precision', '32-true')}")
     print(f"Load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (this run adds ~1-2)")
