@@ -55,12 +55,14 @@ def dcgan_nets() -> tuple[DCGANGenerator, DCGANDiscriminator]:
 def dcgan_lightning(args: argparse.Namespace, device: torch.device) -> float:
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
     model = GAN(*dcgan_nets(), NonSaturating(), GaussianNoise(), g_optimizer=adam, d_optimizer=adam)
-    return throughput.run_lightning(model, throughput.random_loader(args, IMAGE_SHAPE, CIFAR_TRAIN), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, CIFAR_TRAIN, device, trainer=True)
+    return throughput.run_lightning(model, data, args, device)
 
 
 def dcgan_plain(args: argparse.Namespace, device: torch.device) -> float:
     step = throughput.plain_gan_step(*dcgan_nets(), NonSaturating(), GaussianNoise(), 100, args, device)
-    return throughput.run_plain(step, throughput.random_loader(args, IMAGE_SHAPE, CIFAR_TRAIN), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, CIFAR_TRAIN, device, trainer=False)
+    return throughput.run_plain(step, data, args, device)
 
 
 # -- VAE --------------------------------------------------------------------------------------
@@ -72,7 +74,8 @@ def vae_nets() -> tuple[ConvEncoder, ConvDecoder]:
 
 def vae_lightning(args: argparse.Namespace, device: torch.device) -> float:
     model = VAE(*vae_nets(), GaussianLikelihood(0.1), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
-    return throughput.run_lightning(model, throughput.random_loader(args, IMAGE_SHAPE, CIFAR_TRAIN), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, CIFAR_TRAIN, device, trainer=True)
+    return throughput.run_lightning(model, data, args, device)
 
 
 def vae_plain(args: argparse.Namespace, device: torch.device) -> float:
@@ -95,7 +98,8 @@ def vae_plain(args: argparse.Namespace, device: torch.device) -> float:
         loss.backward()
         opt.step()
 
-    return throughput.run_plain(step, throughput.random_loader(args, IMAGE_SHAPE, CIFAR_TRAIN), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, CIFAR_TRAIN, device, trainer=False)
+    return throughput.run_plain(step, data, args, device)
 
 
 MODELS = {"dcgan": ("DCGAN 32x32", dcgan_lightning, dcgan_plain), "vae": ("conv VAE 32x32", vae_lightning, vae_plain)}
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]
     results = {}
     for name in args.models.split(","):
         title, lightning, plain = MODELS[name]
-        title += f", batch {args.batch_size}, {args.precision}" + (", compiled" if args.compile else "")
+        title += f", batch {args.batch_size}, {args.precision}" + throughput.variant(args)
         results[name] = throughput.compare(
             title, functools.partial(lightning, args, device), functools.partial(plain, args, device), args
         )

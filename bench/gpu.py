@@ -1,6 +1,6 @@
-"""Both throughput benchmarks on a GPU, in fp32, bf16-mixed and compiled (torch.compile of the
-networks, fp32), written as one markdown table with the device, torch and CUDA versions, the date,
-the load and the command.
+"""Both throughput benchmarks on a GPU, in fp32, bf16-mixed, compiled (torch.compile of the
+networks, fp32) and with the data on the device (fp32, `data.on_device`), written as one markdown
+table with the device, torch and CUDA versions, the date, the load and the command.
 
     python bench/gpu.py [--out bench/gpu_results.md]
 
@@ -22,13 +22,19 @@ import conv_throughput  # noqa: E402
 import lightning as L  # noqa: E402
 import train_throughput  # noqa: E402
 
-VARIANTS = {"fp32": ("32-true", False), "bf16": ("bf16-mixed", False), "compile": ("32-true", True)}
+#: variant -> (precision, flags)
+VARIANTS = {
+    "fp32": ("32-true", []),
+    "bf16": ("bf16-mixed", []),
+    "compile": ("32-true", ["--compile"]),
+    "on_device": ("32-true", ["--on-device"]),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--variants", default="fp32,bf16,compile", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--batches", type=int, default=None, help="timed batches per repeat (default: each benchmark's)")
     p.add_argument("--warmup", type=int, default=None, help="untimed batches (default: each benchmark's; compile: 20)")
     p.add_argument("--repeats", type=int, default=3)
@@ -48,9 +54,10 @@ def run(argv: list[str] | None = None) -> str:
     load_before = os.getloadavg()[0]
     rows = []
     for variant in args.variants.split(","):
-        precision, compiled = VARIANTS[variant]
-        common = ["--device", args.device, "--precision", precision, "--repeats", str(args.repeats)]
-        common += ["--compile", "--compile-backend", args.compile_backend] if compiled else []
+        precision, flags = VARIANTS[variant]
+        compiled = "--compile" in flags
+        common = ["--device", args.device, "--precision", precision, "--repeats", str(args.repeats), *flags]
+        common += ["--compile-backend", args.compile_backend] if compiled else []
         for flag, value in (("--batches", args.batches), ("--warmup", args.warmup or (20 if compiled else None))):
             common += [flag, str(value)] if value is not None else []
         for batch in args.mlp_batch_sizes.split(","):

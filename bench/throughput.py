@@ -28,8 +28,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lightning_dgm.callbacks import CompileNetworks
-from lightning_dgm.datamodules import TensorImageDataset
+from lightning_dgm.datamodules import ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.base import keep_batch
+from lightning_dgm.types import ImageBatch, to_signed_unit
 
 SEED = 0
 
@@ -45,6 +46,11 @@ def add_common_args(parser: argparse.ArgumentParser, batches: int, warmup: int) 
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks (both contenders)")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a quick check)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--on-device",
+        action="store_true",
+        help="data on the device, batches sliced there: Lightning through a datamodule with on_device, plain by hand",
+    )
 
 
 def quiet() -> None:
@@ -62,6 +68,49 @@ def random_loader(args: argparse.Namespace, image_shape: Sequence[int], size: in
     dataset = TensorImageDataset(images, torch.zeros(n, dtype=torch.long))
     sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=SEED)
     return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, collate_fn=keep_batch)
+
+
+class InMemoryImages(ImageDataModule):
+    """An image datamodule over given uint8 images, for `--on-device` (the Trainer side)."""
+
+    def __init__(self, images: Tensor, batch_size: int, on_device: bool = True) -> None:
+        super().__init__(batch_size=batch_size, seed=SEED, on_device=on_device)
+        self.images = images
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def load_train(self) -> tuple[Tensor, Tensor]:
+        return self.images, torch.zeros(len(self.images), dtype=torch.long)
+
+
+class DeviceSlices:
+    """`--on-device` for the plain loop: the loader's images moved to `device` once, batches sliced
+    there in its sampler's order."""
+
+    def __init__(self, loader: DataLoader, device: torch.device) -> None:
+        self.sampler, self.batch_size = loader.sampler, loader.batch_size
+        self.images = loader.dataset.images.to(device)
+
+    def __iter__(self):
+        index = torch.as_tensor(list(self.sampler)).to(self.images.device)
+        for start in range(0, len(index) - self.batch_size + 1, self.batch_size):
+            yield ImageBatch(to_signed_unit(self.images[index[start : start + self.batch_size]]), None)
+
+
+def training_data(args: argparse.Namespace, image_shape: Sequence[int], size: int, device: torch.device, trainer: bool):
+    """What a contender trains on: the DataLoader of `random_loader`, or with `--on-device` the same
+    images on the device (a datamodule with `on_device` for the Trainer, `DeviceSlices` for the plain loop)."""
+    loader = random_loader(args, image_shape, size)
+    if not getattr(args, "on_device", False):
+        return loader
+    return InMemoryImages(loader.dataset.images, args.batch_size) if trainer else DeviceSlices(loader, device)
+
+
+def variant(args: argparse.Namespace) -> str:
+    """The title's words for the switches that are on."""
+    return (", compiled" if args.compile else "") + (", data on device" if args.on_device else "")
 
 
 def sync(device: torch.device) -> None:
@@ -86,7 +135,7 @@ class BatchTimer(L.Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def run_lightning(model: L.LightningModule, loader: DataLoader, args, device: torch.device) -> float:
+def run_lightning(model: L.LightningModule, loader, args, device: torch.device) -> float:
     """Images per second of `model` under `L.Trainer` over the timed batches."""
     total = args.warmup + args.batches
     timer = BatchTimer(args.warmup, total - 1)
@@ -98,7 +147,10 @@ def run_lightning(model: L.LightningModule, loader: DataLoader, args, device: to
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=callbacks,
     )  # fmt: skip
-    trainer.fit(model, train_dataloaders=loader)
+    if isinstance(loader, L.LightningDataModule):
+        trainer.fit(model, datamodule=loader)
+    else:
+        trainer.fit(model, train_dataloaders=loader)
     return args.batches * args.batch_size / timer.seconds
 
 
@@ -109,9 +161,7 @@ def autocast(args: argparse.Namespace, device: torch.device):
     return nullcontext
 
 
-def run_plain(
-    step: Callable[[Tensor, int], None], loader: DataLoader, args: argparse.Namespace, device: torch.device
-) -> float:
+def run_plain(step: Callable[[Tensor, int], None], loader, args: argparse.Namespace, device: torch.device) -> float:
     """Images per second of a hand-written loop calling `step(real, batch_idx)` over the timed batches."""
     total = args.warmup + args.batches
     loader.sampler.set_epoch(0)  # as Lightning does at each epoch start

@@ -52,19 +52,21 @@ def run_lightning(args: argparse.Namespace, device: torch.device) -> float:
     generator, discriminator = make_nets(args)
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
     model = GAN(generator, discriminator, NonSaturating(), GaussianNoise(), g_optimizer=adam, d_optimizer=adam)
-    return throughput.run_lightning(model, throughput.random_loader(args, IMAGE_SHAPE, 60_000), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, 60_000, device, trainer=True)
+    return throughput.run_lightning(model, data, args, device)
 
 
 def run_plain(args: argparse.Namespace, device: torch.device) -> float:
     step = throughput.plain_gan_step(*make_nets(args), NonSaturating(), GaussianNoise(), args.latent_dim, args, device)
-    return throughput.run_plain(step, throughput.random_loader(args, IMAGE_SHAPE, 60_000), args, device)
+    data = throughput.training_data(args, IMAGE_SHAPE, 60_000, device, trainer=False)
+    return throughput.run_plain(step, data, args, device)
 
 
 def main(argv: list[str] | None = None) -> tuple[float, float, float]:
     args = parse_args(argv)
     device = throughput.setup(args)
     load_before = os.getloadavg()[0]  # the 1-minute load before this benchmark adds its own
-    title = f"MLP GAN, batch {args.batch_size}, {args.precision}" + (", compiled" if args.compile else "")
+    title = f"MLP GAN, batch {args.batch_size}, {args.precision}" + throughput.variant(args)
     medians = throughput.compare(
         title, functools.partial(run_lightning, args, device), functools.partial(run_plain, args, device), args
     )

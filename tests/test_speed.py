@@ -167,19 +167,19 @@ def test_16_mixed_with_the_cpu_grad_scaler_trains_cyclegan(tmp_path):
 
 
 def test_the_gpu_benchmark_runs_its_pieces_on_the_cpu(tmp_path, monkeypatch):
-    # bench/gpu.py's dry run, a batch each: both benchmarks (the VAE for the conv one), bf16 and compiled
-    # (eager backend: graph capture without code generation); fp32 is the same path as compiled without it.
+    # bench/gpu.py's dry run, a batch each: both benchmarks (the VAE for the conv one), bf16, compiled (eager
+    # backend: graph capture without code generation) and data on the device; fp32 is the path of the others.
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     import gpu
 
     out = tmp_path / "table.md"
-    argv = ["--device", "cpu", "--variants", "bf16,compile", "--compile-backend", "eager", "--batches", "1"]
+    argv = ["--device", "cpu", "--variants", "bf16,compile,on_device", "--compile-backend", "eager", "--batches", "1"]
     argv += ["--warmup", "1", "--repeats", "1", "--mlp-batch-sizes", "4", "--conv-batch-size", "2"]
     argv += ["--conv-models", "vae", "--out", str(out)]
     table = gpu.run(argv)
     rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ") and "img/s" not in line]
-    assert out.read_text() == table + "\n" and len(rows) == 2 * 2  # 2 variants x (MLP GAN, VAE)
-    assert [row[2] for row in rows] == ["bf16", "bf16", "compile", "compile"]
+    assert out.read_text() == table + "\n" and len(rows) == 3 * 2  # 3 variants x (MLP GAN, VAE)
+    assert [row[2] for row in rows] == ["bf16", "bf16", "compile", "compile", "on_device", "on_device"]
     assert all(float(row[-1].rstrip(" |")) > 0 for row in rows)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
