@@ -184,3 +184,14 @@ def test_the_gpu_benchmark_runs_its_pieces_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
         gpu.run([])
+
+
+def test_systems_still_register_what_is_assigned_to_them():
+    # System.__setattr__ takes a shortcut for Lightning's hook name only; modules and parameters register as ever.
+    model = tiny_gan()
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step" and "_current_fx_name" not in model.__dict__["_modules"]
+    model.extra, model.scale = nn.Linear(1, 1), nn.Parameter(torch.ones(1))
+    assert "extra" in dict(model.named_children()) and "scale" in dict(model.named_parameters())
+    model.extra = None  # a registered submodule set to None stays registered as None, as nn.Module does
+    assert "extra" in model._modules and model.extra is None
