@@ -2,6 +2,7 @@
 matmul precision, and 16-bit mixed precision with a real GradScaler on the CPU."""
 
 import copy
+import os
 
 import lightning as L
 import pytest
@@ -195,3 +196,16 @@ def test_systems_still_register_what_is_assigned_to_them():
     assert "extra" in dict(model.named_children()) and "scale" in dict(model.named_parameters())
     model.extra = None  # a registered submodule set to None stays registered as None, as nn.Module does
     assert "extra" in model._modules and model.extra is None
+
+
+def test_the_nvml_cuda_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeypatch):
+    from lightning_dgm.models.base import drop_nvml_cuda_check_without_nvml
+
+    available = torch.cuda.is_available()
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` sets it
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: 1)  # NVML loads: Lightning's setting stays
+    assert not drop_nvml_cuda_check_without_nvml() and os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: -1)  # no driver: torch falls back anyway
+    assert drop_nvml_cuda_check_without_nvml() == torch.cuda._is_compiled()
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ or not torch.cuda._is_compiled()
+    assert torch.cuda.is_available() == available

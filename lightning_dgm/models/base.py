@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -20,6 +21,27 @@ from lightning_dgm import seeding
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss
 from lightning_dgm.types import SampleRequest, Samples
+
+
+def drop_nvml_cuda_check_without_nvml() -> bool:
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported, so that `torch.cuda.is_available()`
+    asks NVML instead of initialising CUDA (fork safety). Where NVML cannot be loaded (a CUDA build of
+    torch on a machine without the NVIDIA driver) torch then tries to load it again at every call and
+    falls back to the very call the setting avoids; and torch's Adam asks at every step (its CUDA-graph
+    check): 0.2 ms a step on a 2-core CPU, as much as all of Lightning's per-batch cost. There the
+    setting changes nothing but that cost, so it is dropped. Returns whether it was."""
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or not torch.cuda._is_compiled():
+        return False
+    try:
+        nvml_missing = torch.cuda._device_count_nvml() < 0
+    except Exception:  # a private torch function: leave Lightning's setting if it changes
+        return False
+    if nvml_missing:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    return nvml_missing
+
+
+drop_nvml_cuda_check_without_nvml()  # at import: before any optimizer steps, in every process
 
 
 @contextmanager
