@@ -2,6 +2,7 @@
 matmul precision, and 16-bit mixed precision with a real GradScaler on the CPU."""
 
 import copy
+import logging
 import os
 
 import lightning as L
@@ -177,7 +178,13 @@ def test_the_gpu_benchmark_runs_its_pieces_on_the_cpu(tmp_path, monkeypatch):
     argv = ["--device", "cpu", "--variants", "bf16,compile,on_device", "--compile-backend", "eager", "--batches", "1"]
     argv += ["--warmup", "1", "--repeats", "1", "--mlp-batch-sizes", "4", "--conv-batch-size", "2"]
     argv += ["--conv-models", "vae", "--out", str(out)]
-    table = gpu.run(argv)
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    try:
+        table = gpu.run(argv)
+    finally:  # the benchmarks quieten Lightning's loggers for the whole process: later tests read its info lines
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ") and "img/s" not in line]
     assert out.read_text() == table + "\n" and len(rows) == 3 * 2  # 3 variants x (MLP GAN, VAE)
     assert [row[2] for row in rows] == ["bf16", "bf16", "compile", "compile", "on_device", "on_device"]
