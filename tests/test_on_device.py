@@ -92,3 +92,12 @@ def test_on_device_from_the_command_line(tmp_path):
     )
     assert cli.datamodule.hparams.on_device is True
     assert isinstance(cli.trainer.train_dataloader, DeviceBatches) and cli.trainer.global_step == 4
+
+
+def test_a_run_on_device_killed_mid_epoch_resumes_bit_exactly(tmp_path):
+    # test_failures' SIGKILL-after-a-mid-epoch-checkpoint check, with the GAN's data on the device: the resumed
+    # epoch must skip exactly the batches the killed run trained on.
+    from tests.test_failures import _gan
+    from tests.test_failures import test_sigkill_after_a_mid_epoch_checkpoint_resumes_bit_exactly as sigkill_and_resume
+
+    sigkill_and_resume(tmp_path, lambda path: [*_gan(path), "--data.on_device=true"])
