@@ -2,6 +2,8 @@
 matmul precision, and 16-bit mixed precision with a real GradScaler on the CPU."""
 
 import copy
+import logging
+import os
 
 import lightning as L
 import pytest
@@ -22,6 +24,7 @@ from lightning_dgm.nets import (
     MLPDiscriminator,
     MLPGenerator,
 )
+from tests.helpers import REPO
 from tests.test_translation_systems import PairData, pairs, translator
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
@@ -163,3 +166,53 @@ def test_16_mixed_with_the_cpu_grad_scaler_trains_cyclegan(tmp_path):
         assert torch.isfinite(value).all(), name
     moved = {name.split(".")[0] for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
     assert moved == {"generator_ab", "generator_ba", "discriminator_a", "discriminator_b"}
+
+
+def test_the_gpu_benchmark_runs_its_pieces_on_the_cpu(tmp_path, monkeypatch):
+    # bench/gpu.py's dry run, a batch each: both benchmarks (the VAE for the conv one), bf16, compiled (eager
+    # backend: graph capture without code generation) and data on the device; fp32 is the path of the others.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import gpu
+
+    out = tmp_path / "table.md"
+    argv = ["--device", "cpu", "--variants", "bf16,compile,on_device", "--compile-backend", "eager", "--batches", "1"]
+    argv += ["--warmup", "1", "--repeats", "1", "--mlp-batch-sizes", "4", "--conv-batch-size", "2"]
+    argv += ["--conv-models", "vae", "--out", str(out)]
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    try:
+        table = gpu.run(argv)
+    finally:  # the benchmarks quieten Lightning's loggers for the whole process: later tests read its info lines
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ") and "img/s" not in line]
+    assert out.read_text() == table + "\n" and len(rows) == 3 * 2  # 3 variants x (MLP GAN, VAE)
+    assert [row[2] for row in rows] == ["bf16", "bf16", "compile", "compile", "on_device", "on_device"]
+    assert all(float(row[-1].rstrip(" |")) > 0 for row in rows)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA GPU is visible"):
+        gpu.run([])
+
+
+def test_systems_still_register_what_is_assigned_to_them():
+    # System.__setattr__ takes a shortcut for Lightning's hook name only; modules and parameters register as ever.
+    model = tiny_gan()
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step" and "_current_fx_name" not in model.__dict__["_modules"]
+    model.extra, model.scale = nn.Linear(1, 1), nn.Parameter(torch.ones(1))
+    assert "extra" in dict(model.named_children()) and "scale" in dict(model.named_parameters())
+    model.extra = None  # a registered submodule set to None stays registered as None, as nn.Module does
+    assert "extra" in model._modules and model.extra is None
+
+
+def test_the_nvml_cuda_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeypatch):
+    from lightning_dgm.models.base import drop_nvml_cuda_check_without_nvml
+
+    available = torch.cuda.is_available()
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` sets it
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: 1)  # NVML loads: Lightning's setting stays
+    assert not drop_nvml_cuda_check_without_nvml() and os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+    monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: -1)  # no driver: torch falls back anyway
+    assert drop_nvml_cuda_check_without_nvml() == torch.cuda._is_compiled()
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ or not torch.cuda._is_compiled()
+    assert torch.cuda.is_available() == available

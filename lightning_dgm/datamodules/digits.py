@@ -30,8 +30,11 @@ class DigitsDataModule(ImageDataModule):
         test_size: int = 150,
         num_workers: int = 0,
         seed: int = 0,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed, on_device=on_device
+        )
         if image_size < 8:
             raise ConfigError(f"image_size must be at least 8 (the digits are 8x8), got {image_size}")
         self.image_size = image_size

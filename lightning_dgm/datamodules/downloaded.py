@@ -30,8 +30,11 @@ class DownloadedImageDataModule(ImageDataModule):
         val_size: int = 5000,
         num_workers: int = 0,
         seed: int = 0,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed, on_device=on_device
+        )
         self.data_dir = data_dir
         self.download = download
 

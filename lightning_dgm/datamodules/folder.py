@@ -162,8 +162,11 @@ class ImageFolderDataModule(ImageDataModule):
         test_size: int = 0,
         num_workers: int = 0,
         seed: int = 0,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed)
+        super().__init__(
+            batch_size=batch_size, val_size=val_size, num_workers=num_workers, seed=seed, on_device=on_device
+        )
         if channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         if image_size < 1:

@@ -94,7 +94,40 @@ def jitter_items(dataset: Dataset, items: list) -> tuple[Tensor, Tensor]:
     return index, dataset.draw_jitter(None)[index]
 
 
-def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -> DataLoader:
+class DeviceBatches:
+    """Training batches cut from a copy of the data set on the accelerator, with no DataLoader: the
+    batches `shuffled_train_loader`'s DataLoader would serve, in the same order (its EpochSampler, so
+    the same shuffle per (seed, epoch), the same DDP shard and the same skip of the batches a resumed
+    epoch already trained on), full batches only.
+
+    The data set is moved to the trainer's root device once, at the first pass (`dataset.to(device)`);
+    each batch is then one `__getitems__` on an index slice, on that device: no per-batch collation,
+    worker or host-to-device copy. Lightning finds the sampler as `.sampler` and calls its set_epoch,
+    as it does for a DataLoader's.
+    """
+
+    def __init__(self, dataset: Dataset, sampler: EpochSampler, batch_size: int) -> None:
+        self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+        self._moved: Dataset | None = None
+        self._moved_to: torch.device | None = None
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self.sampler.datamodule, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def __iter__(self) -> Iterator:
+        device = self._device()
+        if self._moved_to != device:
+            self._moved, self._moved_to = self.dataset.to(device), device
+        items = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(device)
+        for start in range(0, len(items) - self.batch_size + 1, self.batch_size):
+            yield self._moved.__getitems__(items[start : start + self.batch_size])
+
+
+def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -> DataLoader | DeviceBatches:
     """The training loader of a datamodule with `batch_size`, `num_workers` and `seed`: this rank's
     shard of `dataset`, reshuffled per (seed, epoch), full batches only.
 
@@ -102,6 +135,9 @@ def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -
     shuffle by (seed, epoch) instead of the global RNG, and leaves a user sampler in place. Data with
     per-item randomness (a `draw_jitter(generator)` method) get a JitterSampler, which draws it per
     (seed, epoch) too.
+
+    With `datamodule.on_device` true, the same batches come from `DeviceBatches` instead of a DataLoader
+    (data sets with a `to(device)` method and no per-item randomness only).
     """
     trainer = datamodule.trainer
     world_size, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
@@ -110,7 +146,15 @@ def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -
             f"{type(datamodule).__name__}: {len(dataset)} training items cannot fill one batch of "
             f"{datamodule.batch_size} on each of {world_size} process(es); lower data.batch_size"
         )
-    sampler_class = JitterSampler if hasattr(dataset, "draw_jitter") else EpochSampler
+    jitter = hasattr(dataset, "draw_jitter")
+    on_device = getattr(datamodule, "on_device", False)
+    if on_device and (jitter or not hasattr(dataset, "to")):
+        what = "draws fresh randomness per item (crops, binarized pixels)" if jitter else "is not a tensor data set"
+        raise ConfigError(
+            f"{type(datamodule).__name__}: data.on_device needs training data held as tensors, but "
+            f"{type(dataset).__name__} {what}; set data.on_device false"
+        )
+    sampler_class = JitterSampler if jitter else EpochSampler
     sampler = sampler_class(
         dataset,
         num_replicas=world_size,
@@ -120,4 +164,6 @@ def shuffled_train_loader(datamodule: L.LightningDataModule, dataset: Dataset) -
         datamodule=datamodule,
         batch_size=datamodule.batch_size,
     )
+    if on_device:
+        return DeviceBatches(dataset, sampler, datamodule.batch_size)
     return batch_loader(dataset, datamodule.batch_size, datamodule.num_workers, sampler=sampler, drop_last=True)

@@ -108,8 +108,9 @@ class MNISTDataModule(DownloadedImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
         binarize: bool = False,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed)
+        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed, on_device)
         self.binarize = binarize
 
     @property

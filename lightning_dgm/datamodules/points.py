@@ -44,7 +44,7 @@ class PointDataset(Dataset):
 
     def _rows(self, index: Tensor) -> Tensor:
         """Item indices (n,) -> point indices (n * pack,), pack by pack."""
-        return (index[:, None] * self.pack + torch.arange(self.pack)).reshape(-1)
+        return (index[:, None] * self.pack + torch.arange(self.pack, device=index.device)).reshape(-1)
 
     def __getitem__(self, index: int) -> ImageBatch:
         if self.pack == 1:
@@ -52,9 +52,13 @@ class PointDataset(Dataset):
         rows = self._rows(torch.tensor([index]))
         return ImageBatch(self.points[rows], self.labels[rows])
 
-    def __getitems__(self, indices: list[int]) -> ImageBatch:
+    def __getitems__(self, indices: list[int] | Tensor) -> ImageBatch:
         rows = self._rows(torch.as_tensor(indices, dtype=torch.long))
         return ImageBatch(self.points[rows], self.labels[rows])
+
+    def to(self, device: torch.device | str) -> PointDataset:
+        """These points and labels on `device`."""
+        return PointDataset(self.points.to(device), self.labels.to(device), self.pack)
 
 
 class PointDataModule(ImageDataModule):
@@ -79,8 +83,11 @@ class PointDataModule(ImageDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pack: int = 1,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(batch_size=batch_size, val_size=num_val, num_workers=num_workers, seed=seed)
+        super().__init__(
+            batch_size=batch_size, val_size=num_val, num_workers=num_workers, seed=seed, on_device=on_device
+        )
         if pack < 1:
             raise ConfigError(f"pack must be at least 1, got {pack}")
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
@@ -183,8 +190,9 @@ class GaussianMixtureDataModule(PointDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pack: int = 1,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed, pack)
+        super().__init__(num_train, num_val, num_test, batch_size, num_workers, seed, pack, on_device)
         if std <= 0:
             raise ConfigError(f"std must be positive, got {std}")
         centres = layout.centres()  # checked now, so a bad layout fails here rather than in setup
@@ -220,9 +228,16 @@ class CSVPointDataModule(PointDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         seed: int = 0,
+        on_device: bool = False,
     ) -> None:
         super().__init__(
-            num_train=0, num_val=num_val, num_test=num_test, batch_size=batch_size, num_workers=num_workers, seed=seed
+            num_train=0,
+            num_val=num_val,
+            num_test=num_test,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            on_device=on_device,
         )
         self.path = Path(path)
         self._split: dict[str, Tensor] | None = None

@@ -44,8 +44,9 @@ class SVHNDataModule(DownloadedImageDataModule):
         use_extra: bool = False,
         num_workers: int = 0,
         seed: int = 0,
+        on_device: bool = False,
     ) -> None:
-        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed)
+        super().__init__(data_dir, download, batch_size, val_size, num_workers, seed, on_device)
         self.use_extra = use_extra
 
     @property

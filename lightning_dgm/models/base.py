@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -20,6 +21,27 @@ from lightning_dgm import seeding
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss
 from lightning_dgm.types import SampleRequest, Samples
+
+
+def drop_nvml_cuda_check_without_nvml() -> bool:
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported, so that `torch.cuda.is_available()`
+    asks NVML instead of initialising CUDA (fork safety). Where NVML cannot be loaded (a CUDA build of
+    torch on a machine without the NVIDIA driver) torch then tries to load it again at every call and
+    falls back to the very call the setting avoids; and torch's Adam asks at every step (its CUDA-graph
+    check): 0.2 ms a step on a 2-core CPU, as much as all of Lightning's per-batch cost. There the
+    setting changes nothing but that cost, so it is dropped. Returns whether it was."""
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or not torch.cuda._is_compiled():
+        return False
+    try:
+        nvml_missing = torch.cuda._device_count_nvml() < 0
+    except Exception:  # a private torch function: leave Lightning's setting if it changes
+        return False
+    if nvml_missing:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    return nvml_missing
+
+
+drop_nvml_cuda_check_without_nvml()  # at import: before any optimizer steps, in every process
 
 
 @contextmanager
@@ -51,6 +73,14 @@ class System(L.LightningModule):
             method = cls.__dict__.get(name)
             if inspect.isfunction(method) and "__signature__" not in method.__dict__:
                 method.__signature__ = inspect.signature(method)
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` around every hook it calls (about 40 times a batch), and
+        # nn.Module.__setattr__ checks every value against the parameters, buffers and submodules first.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def logging_due(self) -> bool:
         """Whether Lightning passes this training step's logs to the loggers (every
@@ -230,7 +260,7 @@ class AdversarialSystem(GenerativeSystem):
         if self.logging_due():
             with torch.no_grad():
                 real, fake = self.loss.output(real_logits).mean(), self.loss.output(fake_logits).mean()
-            self.log_training({"d_loss": d_loss, "d_real": real, "d_fake": fake})
+            self.log_dict({"d_loss": d_loss.detach(), "d_real": real, "d_fake": fake}, prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimisation Lightning never steps schedulers: step them once per epoch.
