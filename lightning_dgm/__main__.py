@@ -47,11 +47,20 @@ def _user_error(error: BaseException) -> BaseException | None:
     cause = outer.__cause__
     if isinstance(outer, ValueError) and str(outer).startswith(_NOT_BUILT) and cause is not None:
         # a class of the config raised while being built from its arguments (e.g. a negative width)
+        reasons = _union_reasons(str(cause))
+        if reasons:  # jsonargparse tried each type of a union (str | Module): its own words say what failed
+            return ConfigError(f"{'; '.join(reasons)} ({DEBUG_ENV}=1 shows where it failed)")
         return ConfigError(
             f"the config's classes could not be built: {type(cause).__name__}: {one_line(cause)}; check their "
             f"arguments ({DEBUG_ENV}=1 shows where it failed)"
         )
     return None
+
+
+def _union_reasons(message: str) -> list[str]:
+    """The reasons jsonargparse lists for the types of a union that failed, less its "Expected a <type>"."""
+    lines = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")]
+    return [line for line in lines if line and not line.startswith("Expected a ")]
 
 
 #: how jsonargparse begins the message of a class that failed to instantiate from the config

@@ -157,3 +157,22 @@ def test_truncation_sweep_refuses_non_positive_or_repeated_truncations():
     for truncations in ([0.0], [0.5, 0.5], []):
         with pytest.raises(ConfigError, match="truncations"):
             TruncationSweep(truncations, feature=feature, metrics=[FrechetDistance()])
+
+
+def test_missing_judge_weights_are_one_line_that_says_what_to_fetch(tmp_path, monkeypatch, capsys):
+    from tests.test_failures import dgm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    write_cifar10(tmp_path / "cifar", n_train=8, n_test=4)
+    code = dgm(
+        "test",
+        f"--config={REPO / 'configs/cgan_cifar10.yaml'}",
+        f"--config={REPO / 'configs/eval/cifar10_judge.yaml'}",
+        f"--data.data_dir={tmp_path / 'cifar'}",
+        "--data.download=false",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path / 'run'}",
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and err.startswith("error: CIFAR-10 ResNet-20 weights not found")
+    assert RESNET20_URL in err and "Expected a" not in err
