@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -43,6 +44,12 @@ def dgm(*args: str) -> int:
         wandb.finish()
 
 
+def _interruptible() -> None:
+    # A shell's background job (`cmd &`) inherits SIGINT ignored, and the CLI rightly leaves an ignored
+    # SIGINT alone: give the child a terminal's Ctrl-C, as a user's run has, wherever the tests run.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def dgm_process(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [PYTHON, "-m", "lightning_dgm", *args],
@@ -51,6 +58,7 @@ def dgm_process(*args: str, cwd) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
         env=subprocess_env(),
+        preexec_fn=_interruptible,
     )
 
 
