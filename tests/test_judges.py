@@ -117,22 +117,30 @@ def sweep_config(tmp_path, truncations):
     return path
 
 
-def test_truncation_sweep_scores_each_truncation_and_writes_table_and_plot(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    stand_in(tmp_path / "hub" / "hub" / "checkpoints" / RESNET20_FILE)
+def tiny_cifar_test(tmp_path, *configs: str) -> list[str]:
+    """`test` arguments for the given configs on a tiny CIFAR-10 written by the test, without a logger."""
     write_cifar10(tmp_path / "cifar", n_train=40, n_test=30)
-    cli = run_cli(
+    return [
         "test",
-        f"--config={REPO / 'configs/biggan_cifar10_small.yaml'}",
-        f"--config={sweep_config(tmp_path, [0.3, 1e9, None])}",
+        *(f"--config={config}" for config in configs),
         f"--data.data_dir={tmp_path / 'cifar'}",
         "--data.download=false",
-        "--data.val_size=0",
-        "--model.init_args.generator.init_args.ch=4",
-        "--model.init_args.discriminator.init_args.ch=4",
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={tmp_path / 'run'}",
+    ]
+
+
+def test_truncation_sweep_scores_each_truncation_and_writes_table_and_plot(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    stand_in(tmp_path / "hub" / "hub" / "checkpoints" / RESNET20_FILE)
+    cli = run_cli(
+        *tiny_cifar_test(
+            tmp_path, REPO / "configs/biggan_cifar10_small.yaml", sweep_config(tmp_path, [0.3, 1e9, None])
+        ),
+        "--data.val_size=0",
+        "--model.init_args.generator.init_args.ch=4",
+        "--model.init_args.discriminator.init_args.ch=4",
     )
     logged = {k: v.item() for k, v in cli.trainer.callback_metrics.items()}
     names = ["fid", "is_mean", "is_std", "precision", "recall", "density", "coverage"]
@@ -163,16 +171,7 @@ def test_missing_judge_weights_are_one_line_that_says_what_to_fetch(tmp_path, mo
     from tests.test_failures import dgm
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    write_cifar10(tmp_path / "cifar", n_train=8, n_test=4)
-    code = dgm(
-        "test",
-        f"--config={REPO / 'configs/cgan_cifar10.yaml'}",
-        f"--config={REPO / 'configs/eval/cifar10_judge.yaml'}",
-        f"--data.data_dir={tmp_path / 'cifar'}",
-        "--data.download=false",
-        "--trainer.logger=false",
-        f"--trainer.default_root_dir={tmp_path / 'run'}",
-    )
+    code = dgm(*tiny_cifar_test(tmp_path, REPO / "configs/cgan_cifar10.yaml", REPO / "configs/eval/cifar10_judge.yaml"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and err.startswith("error: CIFAR-10 ResNet-20 weights not found")
     assert RESNET20_URL in err and "Expected a" not in err

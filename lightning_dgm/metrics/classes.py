@@ -188,8 +188,8 @@ def _system_class(checkpoint: object) -> tuple[type | None, str, str]:
     return system_class, class_path, ""
 
 
-class _Penultimate(nn.Module):
-    """The classifier network's `features(x)` as its forward."""
+class Penultimate(nn.Module):
+    """A classifier network's `features(x)` (its penultimate layer) as its forward."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -221,7 +221,7 @@ class ClassifierFeatures(ImageFeatures):
 
     @staticmethod
     def _network(network: nn.Module) -> nn.Module:
-        return _Penultimate(network)
+        return Penultimate(network)
 
     @staticmethod
     def _width(classifier: nn.Module) -> int:
@@ -238,7 +238,7 @@ class ClassifierFeatures(ImageFeatures):
 
     def extra_repr(self) -> str:
         # No checkpoint path: the cache key of real features hashes the weights, wherever the file lies.
-        network = self.network.network if isinstance(self.network, _Penultimate) else self.network
+        network = self.network.network if isinstance(self.network, Penultimate) else self.network
         return (
             f"network={type(network).__name__}, num_features={self.num_features}, "
             f"image_shape={self.classifier_image_shape}"

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_dgm.errors import ConfigError, MissingFileError
+from lightning_dgm.metrics.classes import Penultimate
 from lightning_dgm.metrics.features import ImageFeatures
 from lightning_dgm.nets.classifiers import CifarResNet
 
@@ -79,15 +80,6 @@ class CIFAR10ResNet20(CifarResNet):
         return f"weights={Path(self.weights_path).name}"
 
 
-class _Pooled(nn.Module):
-    def __init__(self, network: CifarResNet) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.network.features(x)
-
-
 class ResNet20Features(ImageFeatures):
     """The ResNet-20's 64-d pooled features (N, 64) of images (N, 3, 32, 32), uint8 [0, 255] or float
     [0, 1] (torchmetrics' contract): a CIFAR-10 classifier-FID, and precision / recall. Images of
@@ -100,7 +92,7 @@ class ResNet20Features(ImageFeatures):
 
     @staticmethod
     def _head(network: CifarResNet) -> nn.Module:
-        return _Pooled(network)
+        return Penultimate(network)
 
     @staticmethod
     def _width(network: CifarResNet) -> int:
