@@ -206,7 +206,7 @@ def test_systems_still_register_what_is_assigned_to_them():
 
 
 def test_the_nvml_cuda_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeypatch):
-    from lightning_dgm.models.base import drop_nvml_cuda_check_without_nvml
+    from lightning_dgm.models.overhead import drop_nvml_cuda_check_without_nvml
 
     available = torch.cuda.is_available()
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as `import lightning` sets it
@@ -216,3 +216,114 @@ def test_the_nvml_cuda_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeyp
     assert drop_nvml_cuda_check_without_nvml() == torch.cuda._is_compiled()
     assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ or not torch.cuda._is_compiled()
     assert torch.cuda.is_available() == available
+
+
+def test_step_logs_are_read_back_only_at_the_logged_steps(tmp_path, monkeypatch):
+    # Lightning reads every live step log back after each batch for the progress bar, with `.item()`
+    # (a host-device sync per value). The systems retire their logs once the loggers have had them:
+    # over 10 batches logged every 5, the values are read back at batches 4 and 9 only (not 4 to 9).
+    from lightning.pytorch.trainer.connectors.logger_connector import result
+
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=10, log_every_n_steps=5, enable_checkpointing=False,
+        logger=CSVLogger(tmp_path, name="run", version=0), **QUIET,
+    )  # fmt: skip
+    read_at = []
+    convert = result.convert_tensors_to_scalars
+
+    def counted(value):
+        read_at.append(trainer.fit_loop.epoch_loop.batch_idx)
+        return convert(value)
+
+    monkeypatch.setattr(result, "convert_tensors_to_scalars", counted)
+    trainer.fit(tiny_gan(), DigitsDataModule(batch_size=8))
+    assert sorted(set(read_at)) == [4, 9]
+    last = logged_rows(tmp_path / "run" / "version_0")[-1]
+    assert last["step"] == "9"
+    # What the progress bar and callbacks read keeps the last logged values.
+    for key in ("d_loss", "d_real", "d_fake", "g_loss"):
+        assert trainer.progress_bar_metrics[key] == pytest.approx(float(last[key]), rel=1e-6)
+        assert trainer.callback_metrics[key].item() == pytest.approx(float(last[key]), rel=1e-6)
+
+
+def test_passthrough_profiling_is_a_shared_null_context_and_real_profilers_still_record(tmp_path):
+    from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
+
+    from lightning_dgm.models.overhead import skip_passthrough_profiling
+
+    assert skip_passthrough_profiling()
+    profiler = PassThroughProfiler()
+    with profiler.profile("a") as inner, profiler.profile("b"):
+        assert inner is None
+    simple = SimpleProfiler(dirpath=tmp_path, filename="profile")
+    fit(tiny_gan(), DigitsDataModule(batch_size=8), tmp_path, profiler=simple)
+    assert len(simple.recorded_durations["run_training_batch"]) == 3
+    assert "[LightningModule]GAN.on_before_optimizer_step" in simple.recorded_durations
+
+
+class StepHookRecorder(L.Callback):
+    """Records the step hooks Lightning (or the direct step) calls, with what each sees."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.calls.append(("on_before_backward", pl_module._current_fx_name, loss.item(), trainer.global_step))
+
+    def on_after_backward(self, trainer, pl_module):
+        grads = [p.grad.sum().item() for p in pl_module.parameters() if p.grad is not None]
+        self.calls.append(("on_after_backward", pl_module._current_fx_name, sum(grads), trainer.global_step))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        assert isinstance(optimizer, torch.optim.Adam)  # the torch optimizer, as Lightning passes it
+        groups = len(optimizer.param_groups)
+        self.calls.append(("on_before_optimizer_step", pl_module._current_fx_name, groups, trainer.global_step))
+
+
+def direct_or_lightning(monkeypatch, tmp_path, direct: bool, **kwargs):
+    from lightning_dgm.models import overhead
+
+    if not direct:
+        monkeypatch.setattr(overhead, "_direct_listeners", lambda trainer, module: None)
+    L.seed_everything(0)
+    model, recorder = tiny_gan(), StepHookRecorder()
+    trainer = fit(model, DigitsDataModule(batch_size=8), tmp_path, batches=4, callbacks=[recorder], **kwargs)
+    monkeypatch.undo()
+    return model, trainer, recorder.calls
+
+
+def test_direct_steps_train_and_call_hooks_exactly_as_lightning_does(monkeypatch, tmp_path):
+    direct, direct_trainer, direct_calls = direct_or_lightning(monkeypatch, tmp_path, direct=True)
+    assert direct_trainer._lightning_dgm_direct_steps[2] is not None  # the direct path ran
+    lightning, lightning_trainer, lightning_calls = direct_or_lightning(monkeypatch, tmp_path, direct=False)
+    assert lightning_trainer._lightning_dgm_direct_steps[2] is None
+    assert_close(direct.state_dict(), lightning.state_dict(), rtol=0, atol=0)
+    assert direct_trainer.global_step == lightning_trainer.global_step == 8
+    assert direct_calls == lightning_calls and len(direct_calls) == 4 * 2 * 3
+
+
+class AfterBackward(GAN):
+    def on_after_backward(self) -> None:
+        self.seen = True
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        dict(plugins=[MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))]),  # scales and checks
+        dict(profiler="simple"),  # a profiler times each call
+        dict(module=AfterBackward),  # the module's own step hooks
+    ],
+)
+def test_lightning_steps_wherever_the_direct_step_would_skip_something(setting, tmp_path):
+    setting = dict(setting)
+    module = setting.pop("module", GAN)
+    torch.manual_seed(0)
+    model = module(
+        generator=MLPGenerator(latent_dim=8, hidden_dims=[16], image_shape=(1, 8, 8)),
+        discriminator=MLPDiscriminator(image_shape=(1, 8, 8), hidden_dims=[16]),
+    )
+    trainer = fit(model, DigitsDataModule(batch_size=8), tmp_path, **setting)
+    assert trainer._lightning_dgm_direct_steps[2] is None and trainer.global_step == 6
+    assert getattr(model, "seen", True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -20,28 +19,10 @@ from torch import Tensor, nn
 from lightning_dgm import seeding
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss
+from lightning_dgm.models.overhead import install_overhead_shortcuts, manual_step
 from lightning_dgm.types import SampleRequest, Samples
 
-
-def drop_nvml_cuda_check_without_nvml() -> bool:
-    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when imported, so that `torch.cuda.is_available()`
-    asks NVML instead of initialising CUDA (fork safety). Where NVML cannot be loaded (a CUDA build of
-    torch on a machine without the NVIDIA driver) torch then tries to load it again at every call and
-    falls back to the very call the setting avoids; and torch's Adam asks at every step (its CUDA-graph
-    check): 0.2 ms a step on a 2-core CPU, as much as all of Lightning's per-batch cost. There the
-    setting changes nothing but that cost, so it is dropped. Returns whether it was."""
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or not torch.cuda._is_compiled():
-        return False
-    try:
-        nvml_missing = torch.cuda._device_count_nvml() < 0
-    except Exception:  # a private torch function: leave Lightning's setting if it changes
-        return False
-    if nvml_missing:
-        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
-    return nvml_missing
-
-
-drop_nvml_cuda_check_without_nvml()  # at import: before any optimizer steps, in every process
+install_overhead_shortcuts()  # at import: before any optimizer steps, in every process
 
 
 @contextmanager
@@ -74,10 +55,14 @@ class System(L.LightningModule):
             if inspect.isfunction(method) and "__signature__" not in method.__dict__:
                 method.__signature__ = inspect.signature(method)
 
+    #: Set by Lightning around every hook it calls (about 40 times a batch), and by `log_training`.
+    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_step_logs_live"})
+    _step_logs_live = False
+
     def __setattr__(self, name: str, value) -> None:
-        # Lightning sets `_current_fx_name` around every hook it calls (about 40 times a batch), and
-        # nn.Module.__setattr__ checks every value against the parameters, buffers and submodules first.
-        if name == "_current_fx_name":
+        # nn.Module.__setattr__ checks every value against the parameters, buffers and submodules
+        # first: skipped for the few plain attributes set at every batch.
+        if name in self._PLAIN_ATTRIBUTES:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -89,12 +74,32 @@ class System(L.LightningModule):
         logger, so the systems' training steps log (and compute what they log) only when this is true;
         the progress bar then shows the values of the last logged step."""
         trainer = self._trainer
-        return trainer is None or trainer._logger_connector.should_update_logs  # Lightning's own rule
+        if trainer is None:
+            return True
+        due = trainer._logger_connector.should_update_logs  # Lightning's own rule
+        if not due and self._step_logs_live:
+            self._retire_step_logs(trainer)
+        return due
+
+    def _retire_step_logs(self, trainer: L.Trainer) -> None:
+        # Lightning keeps a training step's step-only logs in its result collection until the epoch
+        # ends and, after every batch, reads them all again for the progress bar, each with `.item()`:
+        # a host-device sync per value per batch (and ~10 µs on a CPU), although they changed only at
+        # the logged step. Once the loggers have had them, they are marked as Lightning marks a reset
+        # result (skipped until logged again); the progress bar, callback and logged metrics keep the
+        # values already copied out, so nothing anyone reads changes.
+        for result in trainer._results.values() if trainer._results is not None else ():
+            meta = result.meta
+            if meta.fx == "training_step" and meta.on_step and not meta.on_epoch:
+                result.has_reset = True
+        self._step_logs_live = False
 
     def log_training(self, metrics: Mapping[str, Tensor], prog_bar: bool = True) -> None:
-        """`self.log_dict(metrics)` of a training step, at the steps the loggers receive (`logging_due`)."""
+        """`self.log_dict(metrics)` of a training step, at the steps the loggers receive (`logging_due`).
+        Values are logged as they are (no `.item()`): no host sync in a training step."""
         if self.logging_due():
             self.log_dict({name: value.detach() for name, value in metrics.items()}, prog_bar=prog_bar)
+            self._step_logs_live = True
 
     def random_stream(self, purpose: str, *salt: int, per_step: bool = True) -> torch.Generator:
         """A generator on this module's device for one of the streams of `lightning_dgm.seeding`,
@@ -249,10 +254,9 @@ class AdversarialSystem(GenerativeSystem):
         self.log_training(logs)
 
     def optimizer_step_on(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
-        """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper."""
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
+        """zero_grad -> backward (AMP-scaled) -> step, on Lightning's optimizer wrapper
+        (`manual_step`: without Lightning's dispatch where nothing listens)."""
+        manual_step(self, optimizer, loss)
 
     def log_discriminator(self, d_loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
         """Logs a D step: `d_loss` and what D says of real and fake images on average (`d_real`,
@@ -260,7 +264,7 @@ class AdversarialSystem(GenerativeSystem):
         if self.logging_due():
             with torch.no_grad():
                 real, fake = self.loss.output(real_logits).mean(), self.loss.output(fake_logits).mean()
-            self.log_dict({"d_loss": d_loss.detach(), "d_real": real, "d_fake": fake}, prog_bar=True)
+            self.log_training({"d_loss": d_loss, "d_real": real, "d_fake": fake})
 
     def on_train_epoch_end(self) -> None:
         # Under manual optimisation Lightning never steps schedulers: step them once per epoch.
