@@ -37,6 +37,7 @@ import conv_throughput  # noqa: E402
 import throughput  # noqa: E402
 
 from lightning_dgm.callbacks import SampleMetrics  # noqa: E402
+from lightning_dgm.callbacks.budget import TimeShare  # noqa: E402
 from lightning_dgm.losses import NonSaturating  # noqa: E402
 from lightning_dgm.metrics import InceptionFeatures  # noqa: E402
 from lightning_dgm.metrics.distances import feature_sums, statistics_from_sums  # noqa: E402
@@ -58,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric-batch-size", type=int, default=200, help="SampleMetrics' batch_size")
     p.add_argument("--measure-images", type=int, default=40, help="images timed through G and Inception")
     p.add_argument("--weights", default=None, help="the real Inception weights file, if you have it")
+    p.add_argument("--max-time-share", type=float, default=0.1, help="SampleMetrics' max_time_share to simulate")
+    p.add_argument("--epochs", type=int, default=200, help="epochs of training to simulate it over")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     return p.parse_args(argv)
 
@@ -147,10 +150,40 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"metrics are {share:.1%} of the wall time (goal <= 10%)"
     )
     print(f"Once per data set and extractor (then cached on disk): real features, {real_once_s:,.0f} s")
+    first_batch_s = args.metric_batch_size * per_image
+    epochs, spent, wall = under_share(
+        args.max_time_share, args.every_n_epochs, epoch_s, evaluation_s, first_batch_s, args.epochs
+    )
+    print(
+        f"With max_time_share {args.max_time_share}, over {args.epochs} epochs: evaluations after epochs "
+        f"{epochs or 'none'}; metrics are {spent / wall:.1%} of the wall time"
+    )
     weights_note = "the given weights" if args.weights else "randomly initialised weights of the real file's shapes"
     throughput.report(args, device, load_before)
     print(f"Inception: {weights_note} (a forward costs the same whatever the values)")
-    return {"epoch_s": epoch_s, "evaluation_s": evaluation_s, "share": share, "real_once_s": real_once_s}
+    return dict(epoch_s=epoch_s, evaluation_s=evaluation_s, share=share, real_once_s=real_once_s, epochs=epochs)
+
+
+def under_share(share: float, every: int, epoch_s: float, evaluation_s: float, first_batch_s: float, epochs: int = 200):
+    """The epochs SampleMetrics(max_time_share=share) evaluates after, over `epochs` epochs of `epoch_s`
+    seconds, by its own rule (`TimeShare` on a clock advanced by these costs); with the seconds spent
+    and the wall time."""
+    clock = [0.0]
+    budget = TimeShare(share, clock=lambda: clock[0])
+    evaluated = []
+    for epoch in range(epochs):
+        clock[0] += epoch_s
+        if (epoch + 1) % every or not budget.due():
+            continue
+        allowance = budget.allowance()
+        if budget.expected is None and budget.over(first_batch_s, round(evaluation_s / first_batch_s), allowance):
+            clock[0] += first_batch_s
+            budget.spend(first_batch_s, completed=False)
+            continue
+        clock[0] += evaluation_s
+        budget.spend(evaluation_s, completed=True)
+        evaluated.append(epoch)
+    return evaluated, budget.spent, clock[0]
 
 
 if __name__ == "__main__":

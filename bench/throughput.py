@@ -247,6 +247,9 @@ def compare(
         print(f"| {repeat + 1} | {lit:,.0f} | {pla:,.0f} | {lit / pla:.3f} |", flush=True)
     medians = tuple(statistics.median(col) for col in zip(*rows))
     print(f"\nMedian: Lightning {medians[0]:,.0f} img/s, plain PyTorch {medians[1]:,.0f} img/s, ratio {medians[2]:.3f}")
+    if len(rows) >= 4:  # how far apart the repeats are: on a shared machine, wide
+        low, _, high = statistics.quantiles([row[2] for row in rows], n=4)
+        print(f"Quartiles of the ratio over the repeats: {low:.3f} to {high:.3f}")
     return medians
 
 

@@ -11,6 +11,7 @@ its values from these inputs with a CPU generator seeded by `seed`. Every rank g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,8 +21,10 @@ import lightning as L
 import torch
 import torchmetrics
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from lightning_dgm.callbacks.budget import TimeShare
 from lightning_dgm.callbacks.images import epoch_due
 from lightning_dgm.callbacks.real_features import RealFeatureCache, describe
 from lightning_dgm.callbacks.sources import ImageSource
@@ -53,6 +56,7 @@ class DistributionMetrics(L.Callback):
         batch_size: int = 200,
         seed: int = 0,
         cache_dir: str | None = None,
+        max_time_share: float | None = None,
     ) -> None:
         who = type(self).__name__
         metrics = list(metrics)
@@ -94,6 +98,8 @@ class DistributionMetrics(L.Callback):
         self.cache = RealFeatureCache(self.feature, cache_dir, batch_size, seed) if self.needs & REAL_INPUTS else None
         self._real: dict[Path, dict[str, Any]] = {}  # real inputs by cache file: a new datamodule gets its own
         self._protocol_logged: set[str] = set()
+        self.max_time_share = max_time_share
+        self.time_share = TimeShare(max_time_share) if max_time_share is not None else None
 
     # -- the inputs -------------------------------------------------------------------------------
     def _check_datamodule(self, trainer: L.Trainer) -> L.LightningDataModule:
@@ -126,9 +132,12 @@ class DistributionMetrics(L.Callback):
 
     # -- the values -------------------------------------------------------------------------------
     @torch.no_grad()
-    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> dict[str, Tensor]:
+    def measure(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, split: str, allowance: float | None = None
+    ) -> dict[str, Tensor] | None:
         """Score this process's share of generated images against `split`; every rank returns the
-        same values. A collective under DDP: call it on every rank."""
+        same values. A collective under DDP: call it on every rank. With an `allowance` in seconds
+        (`max_time_share`, cost not known yet), None when the first batch shows it would take longer."""
         num_generated = self.source.num_generated(trainer.datamodule, split)
         if num_generated < trainer.world_size:
             raise ConfigError(
@@ -141,14 +150,24 @@ class DistributionMetrics(L.Callback):
         self.extractors.to(device)
         # The run's own CPU random stream (data order, noise) is the same with and without this callback.
         with torch.random.fork_rng(devices=[]):
-            real = self._real_inputs(trainer, split, device)
             num_features = self.feature.num_features if self.feature is not None else None
             generated = GeneratedSet(self.needs, num_features).to(device)
-            for images in self.source.generated(trainer, pl_module, split):
+            started = self.time_share.clock() if self.time_share is not None else 0.0
+            for index, images in enumerate(self.source.generated(trainer, pl_module, split)):
                 features, logits = self.extractors(
                     signed_unit_to_uint8(images), features=generated.wants_features, logits=generated.keep_logits
                 )
                 generated.update(features, logits)
+                if index == 0 and allowance is not None:
+                    batches = math.ceil(num_generated / trainer.world_size / self.batch_size)
+                    over = self.time_share.over(self.time_share.clock() - started, batches, allowance)
+                    if trainer.strategy.broadcast(over, src=0):  # rank 0 decides for all
+                        return None
+            # Real inputs after the first batch: their one-off extraction is never started for nothing.
+            real_started = self.time_share.clock() if self.time_share is not None else 0.0
+            real = self._real_inputs(trainer, split, device)
+            if self.time_share is not None:
+                self._real_seconds = self.time_share.clock() - real_started
             inputs = generated.compute()._replace(**real)  # a collective under DDP
             values = {}
             for metric in self.metrics:
@@ -184,13 +203,44 @@ class DistributionMetrics(L.Callback):
 
     # -- when -------------------------------------------------------------------------------------
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, split: str) -> None:
-        for name, value in self.measure(trainer, pl_module, split).items():
+        if self.time_share is not None and trainer.state.fn == TrainerFn.FITTING:
+            values = self._measure_within_budget(trainer, pl_module, split)
+        else:
+            values = self.measure(trainer, pl_module, split)
+        if values is None:  # postponed
+            return
+        for name, value in values.items():
             # Equal on every rank already; syncing only averages equal numbers (and Lightning asks for it).
             pl_module.log(f"{stage}/{name}", value, sync_dist=True)
         if stage not in self._protocol_logged:
             self._protocol_logged.add(stage)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"sample_metrics": self.protocol(trainer, stage, split)})
+
+    def _measure_within_budget(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str):
+        """`measure` under `max_time_share` during fit: None when postponed (said in one info line)."""
+        budget = self.time_share
+        allowance = budget.allowance()
+        if not trainer.strategy.broadcast(budget.due(), src=0):
+            self._postponed(trainer, budget.expected, allowance)
+            return None
+        started, self._real_seconds = budget.clock(), 0.0
+        values = self.measure(trainer, pl_module, split, allowance if budget.expected is None else None)
+        budget.exclude(self._real_seconds)
+        budget.spend(budget.clock() - started - self._real_seconds, completed=values is not None)
+        if values is None:
+            self._postponed(trainer, budget.expected, allowance)
+        return values
+
+    def _postponed(self, trainer: L.Trainer, expected: float, allowance: float) -> None:
+        rank_zero_info(
+            f"{type(self).__name__}: epoch {trainer.current_epoch}'s evaluation postponed: it takes about "
+            f"{expected:.0f} s, and max_time_share {self.max_time_share} allows {max(allowance, 0):.0f} s now"
+        )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.time_share is not None:
+            self.time_share.start()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:

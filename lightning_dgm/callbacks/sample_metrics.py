@@ -47,6 +47,10 @@ class SampleMetrics(DistributionMetrics):
             fresh randomness) and of the metrics' random subsets.
         cache_dir: folder of real-feature caches; None: `$XDG_CACHE_HOME/lightning_dgm/real_features`
             (default `~/.cache/...`).
+        max_time_share: during fit, keep the evaluations within this share of the run's wall time
+            (0.1: a tenth), on any device: a due evaluation that would exceed it waits for a later
+            due epoch, with one info line (`lightning_dgm.callbacks.budget.TimeShare`). The first real
+            features' extraction, cached on disk, is not counted. None: every due epoch.
     """
 
     validation_split = "train"
@@ -62,11 +66,14 @@ class SampleMetrics(DistributionMetrics):
         batch_size: int = 200,
         seed: int = 0,
         cache_dir: str | None = None,
+        max_time_share: float | None = None,
     ) -> None:
         if metrics is None:
             metrics = (FrechetDistance(), KernelDistance(), InceptionScore())
         source = SampledImages(num_samples, num_real_samples, batch_size, seed)
-        super().__init__(source, metrics, feature, classifier, every_n_epochs, batch_size, seed, cache_dir)
+        super().__init__(
+            source, metrics, feature, classifier, every_n_epochs, batch_size, seed, cache_dir, max_time_share
+        )
         self.num_samples, self.num_real_samples = num_samples, num_real_samples
         for metric in self.metrics:
             metric.check_set_size(num_samples, source.describe_generated(None, num_samples))
