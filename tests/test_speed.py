@@ -327,3 +327,23 @@ def test_lightning_steps_wherever_the_direct_step_would_skip_something(setting, 
     trainer = fit(model, DigitsDataModule(batch_size=8), tmp_path, **setting)
     assert trainer._lightning_dgm_direct_steps[2] is None and trainer.global_step == 6
     assert getattr(model, "seen", True)
+
+
+def test_the_overhead_benchmark_switches_each_shortcut_and_leaves_them_on(monkeypatch):
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    from lightning_dgm.models import overhead
+    from lightning_dgm.models.base import System
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import overhead as bench_overhead
+
+    shipped = (PassThroughProfiler.profile, System._retire_step_logs, overhead._direct_listeners)
+    levels = [logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")]
+    try:
+        medians = bench_overhead.main(["--batches", "3", "--repeats", "1"])
+    finally:
+        for name, level in zip(("lightning.pytorch", "lightning.fabric"), levels):
+            logging.getLogger(name).setLevel(level)
+    assert len(medians) == 6 and all(value > 0 for value in medians.values())
+    assert (PassThroughProfiler.profile, System._retire_step_logs, overhead._direct_listeners) == shipped
