@@ -100,6 +100,7 @@ class DistributionMetrics(L.Callback):
         self._protocol_logged: set[str] = set()
         self.max_time_share = max_time_share
         self.time_share = TimeShare(max_time_share) if max_time_share is not None else None
+        self._real_seconds = 0.0  # of the last measure: the real features' time, left out of the budget
 
     # -- the inputs -------------------------------------------------------------------------------
     def _check_datamodule(self, trainer: L.Trainer) -> L.LightningDataModule:
@@ -152,7 +153,7 @@ class DistributionMetrics(L.Callback):
         with torch.random.fork_rng(devices=[]):
             num_features = self.feature.num_features if self.feature is not None else None
             generated = GeneratedSet(self.needs, num_features).to(device)
-            started = self.time_share.clock() if self.time_share is not None else 0.0
+            started = self._clock(device)
             for index, images in enumerate(self.source.generated(trainer, pl_module, split)):
                 features, logits = self.extractors(
                     signed_unit_to_uint8(images), features=generated.wants_features, logits=generated.keep_logits
@@ -160,14 +161,13 @@ class DistributionMetrics(L.Callback):
                 generated.update(features, logits)
                 if index == 0 and allowance is not None:
                     batches = math.ceil(num_generated / trainer.world_size / self.batch_size)
-                    over = self.time_share.over(self.time_share.clock() - started, batches, allowance)
+                    over = self.time_share.over(self._clock(device) - started, batches, allowance)
                     if trainer.strategy.broadcast(over, src=0):  # rank 0 decides for all
                         return None
             # Real inputs after the first batch: their one-off extraction is never started for nothing.
-            real_started = self.time_share.clock() if self.time_share is not None else 0.0
+            real_started = self._clock(device)
             real = self._real_inputs(trainer, split, device)
-            if self.time_share is not None:
-                self._real_seconds = self.time_share.clock() - real_started
+            self._real_seconds = self._clock(device) - real_started
             inputs = generated.compute()._replace(**real)  # a collective under DDP
             values = {}
             for metric in self.metrics:
@@ -224,13 +224,21 @@ class DistributionMetrics(L.Callback):
         if not trainer.strategy.broadcast(budget.due(), src=0):
             self._postponed(trainer, budget.expected, allowance)
             return None
-        started, self._real_seconds = budget.clock(), 0.0
+        started, self._real_seconds = self._clock(pl_module.device), 0.0
         values = self.measure(trainer, pl_module, split, allowance if budget.expected is None else None)
         budget.exclude(self._real_seconds)
-        budget.spend(budget.clock() - started - self._real_seconds, completed=values is not None)
+        budget.spend(self._clock(pl_module.device) - started - self._real_seconds, completed=values is not None)
         if values is None:
             self._postponed(trainer, budget.expected, allowance)
         return values
+
+    def _clock(self, device: torch.device) -> float:
+        """The budget's clock once the device has done what was asked of it (0 without a budget)."""
+        if self.time_share is None:
+            return 0.0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return self.time_share.clock()
 
     def _postponed(self, trainer: L.Trainer, expected: float, allowance: float) -> None:
         rank_zero_info(
