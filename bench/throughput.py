@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lightning_dgm.callbacks import CompileNetworks
+from lightning_dgm.callbacks.speed import retain_freed_memory
 from lightning_dgm.datamodules import ImageDataModule, TensorImageDataset
 from lightning_dgm.datamodules.base import keep_batch
 from lightning_dgm.types import ImageBatch, to_signed_unit
@@ -46,6 +48,11 @@ def add_common_args(parser: argparse.ArgumentParser, batches: int, warmup: int) 
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks (both contenders)")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: a quick check)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="glibc keeps freed host memory for reuse (the RetainFreedMemory callback; process-wide: both contenders)",
+    )
     parser.add_argument(
         "--on-device",
         action="store_true",
@@ -110,7 +117,9 @@ def training_data(args: argparse.Namespace, image_shape: Sequence[int], size: in
 
 def variant(args: argparse.Namespace) -> str:
     """The title's words for the switches that are on."""
-    return (", compiled" if args.compile else "") + (", data on device" if args.on_device else "")
+    switches = {"compiled": args.compile, "data on device": args.on_device}
+    switches["freed memory retained"] = getattr(args, "retain_freed_memory", False)
+    return "".join(f", {name}" for name, on in switches.items() if on)
 
 
 def sync(device: torch.device) -> None:
@@ -226,6 +235,13 @@ def machine(device: torch.device) -> str:
     return f"CPU ({cpu}), os.cpu_count()={os.cpu_count()}, torch threads={torch.get_num_threads()}"
 
 
+def page_faults(run: Callable[[], float]) -> tuple[float, int]:
+    """`run()` and the minor page faults (fresh pages from the kernel) it took."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    value = run()
+    return value, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def compare(
     title: str,
     lightning: Callable[[], float],
@@ -237,25 +253,31 @@ def compare(
     print(f"\n{title}\n")
     print("| repeat | Lightning img/s | plain PyTorch img/s | ratio (Lightning / plain) |")
     print("|---:|---:|---:|---:|")
-    rows = []
+    rows, faults = [], []
     for repeat in range(args.repeats):
         # Alternate the order so drift (thermals, a busy neighbour) does not favour one side.
         order = (lightning, plain) if repeat % 2 == 0 else (plain, lightning)
-        result = {fn: fn() for fn in order}
-        lit, pla = result[lightning], result[plain]
+        result = {fn: page_faults(fn) for fn in order}
+        (lit, lit_faults), (pla, pla_faults) = result[lightning], result[plain]
         rows.append((lit, pla, lit / pla))
+        faults.append((lit_faults, pla_faults))
         print(f"| {repeat + 1} | {lit:,.0f} | {pla:,.0f} | {lit / pla:.3f} |", flush=True)
     medians = tuple(statistics.median(col) for col in zip(*rows))
     print(f"\nMedian: Lightning {medians[0]:,.0f} img/s, plain PyTorch {medians[1]:,.0f} img/s, ratio {medians[2]:.3f}")
     if len(rows) >= 4:  # how far apart the repeats are: on a shared machine, wide
         low, _, high = statistics.quantiles([row[2] for row in rows], n=4)
         print(f"Quartiles of the ratio over the repeats: {low:.3f} to {high:.3f}")
+    batches = args.warmup + args.batches
+    lit_faults, pla_faults = (statistics.median(col) / batches for col in zip(*faults))
+    print(f"Minor page faults a batch (median; set-up included): Lightning {lit_faults:,.0f}, plain {pla_faults:,.0f}")
     return medians
 
 
 def setup(args: argparse.Namespace) -> torch.device:
     quiet()
     torch.set_num_threads(args.threads)
+    if getattr(args, "retain_freed_memory", False):
+        retain_freed_memory()
     L.seed_everything(SEED, verbose=False)
     return torch.device(args.device)
 

@@ -24,7 +24,7 @@ from lightning_dgm.callbacks.sources import (
     generated_samples,
     this_ranks_samples,
 )
-from lightning_dgm.callbacks.speed import ChannelsLast, CompileNetworks, MatmulPrecision
+from lightning_dgm.callbacks.speed import ChannelsLast, CompileNetworks, MatmulPrecision, RetainFreedMemory
 from lightning_dgm.callbacks.superres import SuperResolutionGrid
 from lightning_dgm.callbacks.translation import TranslationGrid
 from lightning_dgm.callbacks.translation_metrics import TranslationMetrics
@@ -48,6 +48,7 @@ __all__ = [
     "RealFeatureCache",
     "Reconstructions",
     "ResumeCheckpoint",
+    "RetainFreedMemory",
     "SampledImages",
     "SampleGrid",
     "SampleMetrics",
