@@ -143,6 +143,11 @@ class Run:
             result[key] = statistics.mean(float(row[key]) for row in train) if train else float("nan")
         return result
 
+    def picture(self, epoch: int) -> Path | None:
+        """PointsPlot's PNG of the samples over the data (and D's contours) after `epoch`, if written."""
+        path = self.run_dir / "points" / f"epoch_{epoch - 1:03d}.png"
+        return path if path.exists() else None
+
     def official_modes(self, epoch: int) -> float | None:
         """Modes with at least one high-quality sample among 2,500 from last.ckpt (the official code's
         MetricLogger rule), if last.ckpt is at `epoch`."""
@@ -234,6 +239,13 @@ def main() -> None:
             f"| {data} | {model} | {len(found)} | {' | '.join(cols)} | {summary(official, 1)} "
             f"| {published} | {summary(cpu, 2)} |"
         )
+
+    pictures = [(r, p) for r in runs if (p := r.picture(epochs))]
+    if pictures:
+        print(f"\nSamples over the data after epoch {epochs}, one PNG per run:\n")
+        for run, path in pictures:
+            shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+            print(f"- {run.data} {run.model} seed {run.seed}: {shown}")
 
     report = sorted({int(e) for e in options.report_epochs.split(",") if e} | {epochs})
     if len(report) > 1:
