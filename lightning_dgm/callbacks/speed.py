@@ -141,9 +141,9 @@ class RetainFreedMemory(L.Callback):
     threshold that rises with the blocks freed, up to 32 MiB) back to the kernel when it is freed, and
     trims the heap's free top; the next batch's activations and gradients then arrive as fresh pages,
     one page fault and a zeroed 4 KiB page each. On the MLP GAN at batch 64 that is about a thousand
-    faults a batch (bench/README.md); with this callback, next to none. The process keeps up to
-    `trim_threshold` bytes of freed memory it would otherwise return. Linux with glibc only; elsewhere
-    one info line and nothing else.
+    faults a batch (bench/README.md); with this callback, next to none. The price: the process's
+    resident memory stays near its peak instead of shrinking between batches. Linux with glibc only;
+    elsewhere one info line and nothing else.
 
     Args:
         mmap_threshold: blocks smaller than this many bytes come from the reusable heap (1 GiB).
