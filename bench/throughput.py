@@ -117,8 +117,11 @@ def training_data(args: argparse.Namespace, image_shape: Sequence[int], size: in
 
 def variant(args: argparse.Namespace) -> str:
     """The title's words for the switches that are on."""
-    switches = {"compiled": args.compile, "data on device": args.on_device}
-    switches["freed memory retained"] = getattr(args, "retain_freed_memory", False)
+    switches = {
+        "compiled": args.compile,
+        "data on device": args.on_device,
+        "freed memory retained": args.retain_freed_memory,
+    }
     return "".join(f", {name}" for name, on in switches.items() if on)
 
 
