@@ -40,6 +40,19 @@ def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def optimized_parameters(optimizer: torch.optim.Optimizer | LightningOptimizer) -> list[nn.Parameter]:
+    """The parameters `optimizer` updates: for an adversarial system's D optimizer, exactly
+    `discriminator_parameters()` (configure_optimizers built it from them), read from its parameter
+    groups in about 1 µs instead of walking D's modules again (about 15 µs for a small MLP)."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def scaled(weight: float, loss: Tensor) -> Tensor:
+    """weight * loss; at weight 1 the loss itself: the same value and gradients, without a product
+    node in the graph (about 10 µs forward and backward per step on a 2-core CPU)."""
+    return loss if weight == 1.0 else weight * loss
+
+
 class System(L.LightningModule):
     """Base of every LightningModule of the framework: training-step logging that costs nothing
     when nobody reads it, and the seeded random streams of `lightning_dgm.seeding`."""
@@ -66,6 +79,14 @@ class System(L.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # The framework's batches are tuples of tensors (and None). One already on `device` (a CPU
+        # run, or data.on_device) is used as it is: Lightning's generic walk would rebuild the same
+        # tuple around the same tensors (`.to` of a tensor on its device returns it), ~20 µs a batch.
+        if isinstance(batch, tuple) and all(t is None or (isinstance(t, Tensor) and t.device == device) for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def logging_due(self) -> bool:
         """Whether Lightning passes this training step's logs to the loggers (every
@@ -218,7 +239,7 @@ class AdversarialSystem(GenerativeSystem):
         `fake` must be detached from G (so nothing reaches G's parameters, and G needs no freezing)."""
         g_opt, d_opt = self.optimizers()
         real_logits, fake_logits = self.judge(real, real_condition), self.judge(fake, fake_condition)
-        d_loss = weight * self.loss.d_loss(real_logits, fake_logits)
+        d_loss = scaled(weight, self.loss.d_loss(real_logits, fake_logits))
         extra = self.d_regularization(real, fake, real_condition, rng)
         if extra is not None:
             d_loss = d_loss + extra
@@ -238,9 +259,9 @@ class AdversarialSystem(GenerativeSystem):
         D is re-run on `fake` after its own update: reusing D's pre-step outputs would break autograd."""
         g_opt, d_opt = self.optimizers()
         terms = terms or {}
-        with frozen(self.discriminator_parameters()):  # no weight gradients for D in G's update
+        with frozen(optimized_parameters(d_opt)):  # no weight gradients for D in G's update
             adversarial = self.loss.g_loss(self.judge(fake, condition))
-            g_loss = adversarial_weight * adversarial
+            g_loss = scaled(adversarial_weight, adversarial)
             for weight, value in terms.values():
                 g_loss = g_loss + weight * value
             extra = self.g_regularization()

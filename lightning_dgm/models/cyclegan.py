@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from lightning_dgm import seeding
 from lightning_dgm.errors import ConfigError
 from lightning_dgm.losses import AdversarialLoss, LeastSquares
-from lightning_dgm.models.base import AdversarialSystem, frozen
+from lightning_dgm.models.base import AdversarialSystem, frozen, optimized_parameters
 from lightning_dgm.models.translation import TranslationSystem
 from lightning_dgm.types import ImagePair
 
@@ -133,7 +133,7 @@ class CycleGAN(TranslationSystem, AdversarialSystem):
 
     def _generator_step(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         g_opt, d_opt = self.optimizers()
-        with frozen(self.discriminator_parameters()):  # no weight gradients for the Ds in G's update
+        with frozen(optimized_parameters(d_opt)):  # no weight gradients for the Ds in G's update
             fake_b, fake_a = self.generator_ab(a), self.generator_ba(b)
             adversarial = self.loss.g_loss(self.discriminator_b(fake_b)) + self.loss.g_loss(
                 self.discriminator_a(fake_a)
