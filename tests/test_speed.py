@@ -329,7 +329,7 @@ def test_lightning_steps_wherever_the_direct_step_would_skip_something(setting, 
     assert getattr(model, "seen", True)
 
 
-def test_the_overhead_benchmark_switches_each_shortcut_and_leaves_them_on(monkeypatch):
+def test_the_overhead_benchmark_switches_each_shortcut_and_leaves_them_on(monkeypatch, capsys):
     from lightning.pytorch.profilers import PassThroughProfiler
 
     from lightning_dgm.models import overhead
@@ -337,13 +337,21 @@ def test_the_overhead_benchmark_switches_each_shortcut_and_leaves_them_on(monkey
 
     monkeypatch.syspath_prepend(str(REPO / "bench"))
     import overhead as bench_overhead
+    import throughput
 
     shipped = (PassThroughProfiler.profile, System._retire_step_logs, overhead._direct_listeners)
+    steps = (GAN.training_step, throughput.plain_gan_step)  # timed during the runs, restored after
     levels = [logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")]
     try:
         medians = bench_overhead.main(["--batches", "3", "--repeats", "1"])
     finally:
         for name, level in zip(("lightning.pytorch", "lightning.fabric"), levels):
             logging.getLogger(name).setLevel(level)
-    assert len(medians) == 6 and all(value > 0 for value in medians.values())
+    assert len(medians) == 7 and all(value > 0 for value in medians.values())
     assert (PassThroughProfiler.profile, System._retire_step_logs, overhead._direct_listeners) == shipped
+    assert (GAN.training_step, throughput.plain_gan_step) == steps
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| Trainer")]
+    assert len(rows) == 5
+    for row in rows:  # per batch, in the step, outside it: the step is part of the batch
+        per_batch, inside, outside = (float(row[i].replace(",", "")) for i in (2, 4, 5))
+        assert 0 < inside < per_batch and outside == pytest.approx(per_batch - inside, abs=1)
