@@ -8,10 +8,12 @@ running every variant once in rotating order, and the framework's cost (Trainer 
 into the part inside the training step (the system's `training_step` against the plain loop's step
 function: the same arithmetic) and the part outside it (Lightning's loop against the plain loop's).
 
-A last row runs the plain loop with unrelated Python between its steps (`unrelated_python`: signature
-inspection, JSON, a regex, a sort; a few hundred µs), to show what Python run between steps costs
-the step itself: the step's arithmetic then runs slower too (caches hold the other code's work), so
-the Trainer's loop costs the step time besides its own.
+Two rows add a progress bar to the shipped Trainer (written to /dev/null): Lightning's TQDM bar,
+which redraws after every batch, and `lightning_dgm.callbacks.ProgressBar`, the same bar redrawn by
+the clock (what every CLI run gets). A last row runs the plain loop with unrelated Python between
+its steps (`unrelated_python`: signature inspection, JSON, a regex, a sort; a few hundred µs), to
+show what Python run between steps costs the step itself: the step's arithmetic then runs slower too
+(caches hold the other code's work), so the Trainer's loop costs the step time besides its own.
 
 The shortcuts (each does exactly what Lightning would; tests/test_speed.py holds them to it):
   * profiler: without a profiler, Lightning's ~46 `profile()` contexts a batch are one shared null context;
@@ -25,6 +27,7 @@ The shortcuts (each does exactly what Lightning would; tests/test_speed.py holds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
 import json
@@ -37,12 +40,14 @@ import timeit
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.profilers import PassThroughProfiler, Profiler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput  # noqa: E402
 import train_throughput  # noqa: E402
 
+from lightning_dgm.callbacks import ProgressBar  # noqa: E402
 from lightning_dgm.models import GAN, overhead  # noqa: E402
 from lightning_dgm.models.base import System  # noqa: E402
 
@@ -124,6 +129,8 @@ def run_plain_interleaved(args: argparse.Namespace, device: torch.device) -> flo
 
 
 PLAIN, INTERLEAVED = "plain PyTorch", "plain PyTorch, unrelated Python between steps"
+#: progress bars on the shipped Trainer (`Trainer, all`): Lightning's default, and the CLI's
+BARS = {"Trainer, all + Lightning's TQDM bar": TQDMProgressBar, "Trainer, all + the CLI's ProgressBar": ProgressBar}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     device = throughput.setup(args)
     load_before = os.getloadavg()[0]
-    runs = {name: [] for name in [*VARIANTS, PLAIN, INTERLEAVED]}
+    runs = {name: [] for name in [*VARIANTS, *BARS, PLAIN, INTERLEAVED]}
     in_step = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(own.repeats):
@@ -146,6 +153,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     seconds = 1 / train_throughput.run_plain(args, device)
                 elif name == INTERLEAVED:
                     seconds = 1 / run_plain_interleaved(args, device)
+                elif name in BARS:
+                    switch(("profiler", "retire", "direct"))
+                    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                        seconds = 1 / train_throughput.run_lightning(args, device, [BARS[name]()])
                 else:
                     switch(VARIANTS[name])
                     seconds = 1 / train_throughput.run_lightning(args, device)

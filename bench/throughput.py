@@ -25,6 +25,7 @@ from contextlib import nullcontext
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -147,16 +148,18 @@ class BatchTimer(L.Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def run_lightning(model: L.LightningModule, loader, args, device: torch.device) -> float:
-    """Images per second of `model` under `L.Trainer` over the timed batches."""
+def run_lightning(model: L.LightningModule, loader, args, device: torch.device, callbacks: Sequence = ()) -> float:
+    """Images per second of `model` under `L.Trainer` (with `callbacks` too; a progress bar among them
+    is shown, none otherwise) over the timed batches."""
     total = args.warmup + args.batches
     timer = BatchTimer(args.warmup, total - 1)
-    callbacks = [timer] + ([CompileNetworks(backend=args.compile_backend)] if args.compile else [])
+    callbacks = [timer, *callbacks] + ([CompileNetworks(backend=args.compile_backend)] if args.compile else [])
+    bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
     trainer = L.Trainer(
         accelerator=device.type, devices=1, precision=args.precision,
         # max_steps would count optimizer steps (2 per batch for a GAN): limit batches instead.
         max_epochs=1, limit_train_batches=total, limit_val_batches=0, num_sanity_val_steps=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        logger=False, enable_checkpointing=False, enable_progress_bar=bar, enable_model_summary=False,
         callbacks=callbacks,
     )  # fmt: skip
     if isinstance(loader, L.LightningDataModule):

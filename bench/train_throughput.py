@@ -20,6 +20,7 @@ import argparse
 import functools
 import os
 import sys
+from collections.abc import Sequence
 
 import torch
 
@@ -48,12 +49,12 @@ def make_nets(args: argparse.Namespace) -> tuple[MLPGenerator, MLPDiscriminator]
     return MLPGenerator(args.latent_dim, hidden, IMAGE_SHAPE), MLPDiscriminator(IMAGE_SHAPE, hidden[::-1])
 
 
-def run_lightning(args: argparse.Namespace, device: torch.device) -> float:
+def run_lightning(args: argparse.Namespace, device: torch.device, callbacks: Sequence = ()) -> float:
     generator, discriminator = make_nets(args)
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
     model = GAN(generator, discriminator, NonSaturating(), GaussianNoise(), g_optimizer=adam, d_optimizer=adam)
     data = throughput.training_data(args, IMAGE_SHAPE, 60_000, device, trainer=True)
-    return throughput.run_lightning(model, data, args, device)
+    return throughput.run_lightning(model, data, args, device, callbacks)
 
 
 def run_plain(args: argparse.Namespace, device: torch.device) -> float:

@@ -13,11 +13,14 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ProgressBar as LightningBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from lightning_dgm.callbacks.progress import ProgressBar
 from lightning_dgm.callbacks.safety import NonFiniteGuard, ResumeCheckpoint
 from lightning_dgm.callbacks.sample_writer import SampleWriter
 from lightning_dgm.checkpoints import AtomicCheckpointIO, config_mismatches, read_checkpoint
@@ -113,6 +116,8 @@ class LightningDGMCLI(LightningCLI):
       `predict` refuses to sample an untrained model unless `--untrained true`;
     * every run gets `NonFiniteGuard` and `ResumeCheckpoint` (`lightning_dgm.callbacks.safety`)
       unless its config lists them, and writes checkpoints atomically;
+    * Lightning's default progress bar is `lightning_dgm.callbacks.ProgressBar` (redrawn by the clock,
+      not after every batch) unless the config chooses a bar;
     * `predict` makes `sample_writer.num_samples` samples and writes them with `SampleWriter`;
       translation systems translate the test split instead (`sample_writer.output_dir`,
       `write_png` apply; the count is the split's).
@@ -246,6 +251,11 @@ class LightningDGMCLI(LightningCLI):
         for guard in (NonFiniteGuard, ResumeCheckpoint):  # on in every run; a config may list its own
             if not any(isinstance(c, guard) for c in trainer.callbacks):
                 trainer.callbacks.append(guard())
+        configured = self._subcommand_config().trainer.callbacks or []
+        configured = [configured] if isinstance(configured, Namespace) else configured
+        bar, chosen = trainer.progress_bar_callback, any(_is_subclass(c.class_path, LightningBar) for c in configured)
+        if type(bar) is TQDMProgressBar and not chosen:  # Lightning's default bar: the same, redrawn by the clock
+            trainer.callbacks[trainer.callbacks.index(bar)] = ProgressBar()
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default writer
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in trainer.checkpoint_callbacks:

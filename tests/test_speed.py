@@ -347,11 +347,11 @@ def test_the_overhead_benchmark_switches_each_shortcut_and_leaves_them_on(monkey
     finally:
         for name, level in zip(("lightning.pytorch", "lightning.fabric"), levels):
             logging.getLogger(name).setLevel(level)
-    assert len(medians) == 7 and all(value > 0 for value in medians.values())
+    assert len(medians) == 9 and all(value > 0 for value in medians.values())
     assert (PassThroughProfiler.profile, System._retire_step_logs, overhead._direct_listeners) == shipped
     assert (GAN.training_step, throughput.plain_gan_step) == steps
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| Trainer")]
-    assert len(rows) == 5
+    assert len(rows) == 7
     for row in rows:  # per batch, in the step, outside it: the step is part of the batch
         per_batch, inside, outside = (float(row[i].replace(",", "")) for i in (2, 4, 5))
         assert 0 < inside < per_batch and outside == pytest.approx(per_batch - inside, abs=1)

@@ -1,6 +1,5 @@
-"""The shared adversarial step's shortcuts change no result: a batch already on the device is used as
-it is, a unit loss weight adds no product to the graph, and G's update (its parameters read from D's
-optimizer) computes no gradients for D."""
+"""The shared adversarial step's shortcuts change no result: a unit loss weight adds no product to
+the graph, and G's update (its parameters read from D's optimizer) computes no gradients for D."""
 
 import torch
 from torch import nn
@@ -8,21 +7,9 @@ from torch.testing import assert_close
 
 from lightning_dgm.models import GAN, CycleGAN
 from lightning_dgm.models.base import optimized_parameters, scaled
-from lightning_dgm.types import ImageBatch
 from tests.test_gan import fit, tiny_gan
 from tests.test_translation_systems import PairData, pairs, translator
 from tests.test_translation_systems import fit as fit_translation
-
-
-def test_a_batch_on_the_device_is_used_as_it_is_and_any_other_goes_through_lightning():
-    model, cpu = tiny_gan(), torch.device("cpu")
-    batch = ImageBatch(torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
-    assert model.transfer_batch_to_device(batch, cpu, 0) is batch
-    moved = model.transfer_batch_to_device(batch, torch.device("meta"), 0)  # a device the tensors are not on
-    assert type(moved) is ImageBatch and {moved.image.device.type, moved.label.device.type} == {"meta"}
-    named = (batch.image, ["a.png", "b.png"])  # not all tensors: Lightning's walk, which rebuilds the tuple
-    walked = model.transfer_batch_to_device(named, cpu, 0)
-    assert walked is not named and walked[0] is batch.image and walked[1] == ["a.png", "b.png"]
 
 
 def test_a_unit_weight_is_the_loss_itself_and_any_other_weight_scales_it():

@@ -12,6 +12,7 @@ from lightning_dgm.callbacks.latents import (
     manifold_latents,
 )
 from lightning_dgm.callbacks.points import ModeCoverageMonitor, PointsPlot
+from lightning_dgm.callbacks.progress import ProgressBar
 from lightning_dgm.callbacks.real_features import RealFeatureCache
 from lightning_dgm.callbacks.safety import NonFiniteGuard, ResumeCheckpoint
 from lightning_dgm.callbacks.sample_grid import SampleGrid
@@ -45,6 +46,7 @@ __all__ = [
     "ModeCoverageMonitor",
     "NonFiniteGuard",
     "PointsPlot",
+    "ProgressBar",
     "RealFeatureCache",
     "Reconstructions",
     "ResumeCheckpoint",

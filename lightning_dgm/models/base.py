@@ -80,14 +80,6 @@ class System(L.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        # The framework's batches are tuples of tensors (and None). One already on `device` (a CPU
-        # run, or data.on_device) is used as it is: Lightning's generic walk would rebuild the same
-        # tuple around the same tensors (`.to` of a tensor on its device returns it), ~20 µs a batch.
-        if isinstance(batch, tuple) and all(t is None or (isinstance(t, Tensor) and t.device == device) for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def logging_due(self) -> bool:
         """Whether Lightning passes this training step's logs to the loggers (every
         `trainer.log_every_n_steps` batches, and when the run is stopping). At other steps a
