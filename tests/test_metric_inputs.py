@@ -230,7 +230,9 @@ def test_translation_metrics_score_each_translation_against_each_target(tmp_path
     r, g = gaussian_statistics(real), gaussian_statistics(generated)
     kid = kernel_inception_distance(real, generated, 4, 4, torch.Generator().manual_seed(0))
     assert_close(logged["val/fid"], frechet_distance(r.mean, r.cov, g.mean, g.cov).float())
-    assert_close((logged["val/kid_mean"], logged["val/kid_std"]), tuple(kid), **EXACT)
+    # Features of batches of 3 against all at once: on some CPUs a matmul's rounding depends on the batch
+    # size (seen: 9e-8 in KID), so float32 tolerance, not bit equality.
+    assert_close((logged["val/kid_mean"], logged["val/kid_std"]), tuple(kid))
     assert metrics.protocol(SimpleNamespace(datamodule=data, world_size=1), "val", "val")["val_real"] == (
         "val split, its 5 target images, each once"
     )

@@ -48,4 +48,6 @@ def test_ddp_predict_writes_every_sample_once_and_the_single_process_files(tmp_p
     assert {k: v for k, v in one.items() if k != "samples.pt"} == {k: v for k, v in two.items() if k != "samples.pt"}
     single, ddp = (torch.load(tmp_path / name / "samples.pt") for name in ("one", "two"))
     assert ddp["images"].shape == (37, 1, 16, 16)
-    assert_close(ddp["images"], single["images"], rtol=0, atol=0)
+    # The same batches, but DDP's processes run one thread each against the single process's two: on some
+    # CPUs a matmul's reduction order then differs in the last bits (seen: 1.5e-7); the PNGs above are equal.
+    assert_close(ddp["images"], single["images"])
