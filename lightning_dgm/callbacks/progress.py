@@ -3,7 +3,7 @@ by the clock instead of after every batch.
 
 Lightning's `TQDMProgressBar` redraws after every `refresh_rate`-th batch (1 by default), bypassing
 tqdm's own rate limit, and formats the logged metrics each time. On a small model that costs more
-than the rest of Lightning's loop: about 640 µs a batch on bench/overhead.py's GAN (2.6 ms a batch
+than the rest of Lightning's loop: 400-650 µs a batch on bench/overhead.py's tiny GAN (about 2 ms a batch
 without a bar), while a terminal shows no more than a few redraws a second anyway.
 """
 

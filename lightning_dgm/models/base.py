@@ -43,7 +43,7 @@ def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
 def optimized_parameters(optimizer: torch.optim.Optimizer | LightningOptimizer) -> list[nn.Parameter]:
     """The parameters `optimizer` updates: for an adversarial system's D optimizer, exactly
     `discriminator_parameters()` (configure_optimizers built it from them), read from its parameter
-    groups in about 1 µs instead of walking D's modules again (about 15 µs for a small MLP)."""
+    groups in about 2 µs instead of walking D's modules again (11-16 µs for a small MLP)."""
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
